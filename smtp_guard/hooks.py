@@ -1,0 +1,565 @@
+"""Instrumentation: hooks called for every attempt, every scheduled retry and every final result.
+
+A hook is any callable that takes one details object; it may be a plain function or an
+``async def`` (its coroutine is awaited). The details are frozen dataclasses:
+
+- :class:`AttemptDetails` -- one SMTP transaction finished (well or not);
+- :class:`RetryDetails` -- a retry is scheduled after ``wait`` seconds;
+- :class:`ResultDetails` -- the send call is over; the final per-recipient outcomes.
+
+Each carries the message id, the recipients concerned, the attempt number, the seconds elapsed
+since the send started, and the typed error (or None). Never the message body, never
+credentials. Register hooks globally or for a block::
+
+    from smtp_guard import hooks
+
+    def on_event(details: hooks.Details) -> None:
+        if isinstance(details, hooks.RetryDetails):
+            print("retrying", details.recipients, "in", details.wait)
+
+    hooks.add(on_event)              # for the whole process; hooks.remove(on_event) to stop
+    with hooks.registered(on_event): # or only inside this block
+        ...
+
+The ``smtp_guard`` logger always receives one record per event, with structured ``extra``
+fields named ``smtp_*`` (see :data:`LOG_FIELDS`): INFO per attempt outcome, WARNING per retry
+(with the wait and the reason), INFO/WARNING/ERROR for the final result. Configure it like any
+stdlib logger. Prometheus metrics: :class:`smtp_guard.contrib.prometheus.PrometheusHook`.
+
+A hook that raises is logged (``smtp_guard.hooks`` logger) and otherwise ignored: instrumentation
+never changes whether or how mail is sent.
+
+Call sites (for the sending code; every call is cheap when nobody listens)::
+
+    track = hooks.start(message, sender=sender, recipients=recipients, server="host:25")
+    for attempt in ...:
+        track.begin_attempt()                      # marks the start (for the duration)
+        ...                                        # one transaction
+        await track.attempt(
+            attempt,                               # 1, 2, ...
+            recipients=tried,                      # the recipients of this transaction
+            delivered=accepted,                    # accepted after the final "."
+            refused={rcpt: typed_error, ...},      # refused at RCPT in this transaction
+            error=message_level_error_or_None,     # connection drop, 4xx at DATA, ...
+        )
+        await track.retry(attempt, wait=seconds, recipients=still_owed, error=reason)
+    await track.result(
+        attempts=n, delivered=all_accepted, refused={rcpt: final_error}, error=raised_or_None
+    )
+
+This module imports neither asyncio nor aiosmtplib.
+"""
+
+from __future__ import annotations
+
+import enum
+import inspect
+import logging
+import re
+import sys
+import time
+from collections.abc import Awaitable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from email.message import Message
+from types import MappingProxyType
+from typing import Any, Protocol, runtime_checkable
+
+from smtp_guard.errors import DeliveryUncertain, ReplyError, SMTPGuardError
+
+if sys.version_info >= (3, 11):  # pragma: no cover - depends on the interpreter
+    from enum import StrEnum
+else:  # pragma: no cover - depends on the interpreter
+
+    class StrEnum(str, enum.Enum):
+        """Backport of :class:`enum.StrEnum` for Python 3.10."""
+
+        def __str__(self) -> str:
+            return str(self.value)
+
+
+__all__ = [
+    "LOG_FIELDS",
+    "AttemptDetails",
+    "Details",
+    "Hook",
+    "Outcome",
+    "ResultDetails",
+    "RetryDetails",
+    "Tracker",
+    "add",
+    "current",
+    "dispatch",
+    "message_id_of",
+    "registered",
+    "remove",
+    "start",
+]
+
+logger = logging.getLogger("smtp_guard")
+_hook_logger = logging.getLogger("smtp_guard.hooks")
+
+
+class Outcome(StrEnum):
+    """What happened to one recipient. Values are stable strings (safe to store or log)."""
+
+    DELIVERED = "delivered"  #: the server accepted the message for this recipient
+    DEFERRED = "deferred"  #: a transient failure: sending again later may work
+    REFUSED = "refused"  #: a permanent failure: do not send the same thing again
+    UNCERTAIN = "uncertain"  #: the final "." went out, no reply came: may have been delivered
+
+
+def _freeze(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return MappingProxyType(dict(mapping or {}))
+
+
+@dataclass(frozen=True)
+class _Common:
+    message_id: str | None  #: the message's Message-ID header, if it has one
+    sender: str | None
+    recipients: tuple[str, ...]  #: the recipients this event is about
+    attempt: int  #: 1 for the first attempt
+    elapsed: float  #: seconds since the send started
+    error: SMTPGuardError | None  #: the typed error, or None
+    server: str | None  #: "host:port", when the caller said
+
+
+@dataclass(frozen=True)
+class AttemptDetails(_Common):
+    """One transaction (attempt) ended. ``outcomes`` says what happened to each recipient."""
+
+    duration: float = 0.0  #: seconds this attempt took
+    outcomes: Mapping[str, Outcome] = field(default_factory=lambda: _freeze(None))
+    #: recipient -> the typed error for every recipient not delivered in this attempt
+    errors: Mapping[str, SMTPGuardError] = field(default_factory=lambda: _freeze(None))
+    kind: str = field(default="attempt", init=False)
+
+
+@dataclass(frozen=True)
+class RetryDetails(_Common):
+    """A retry of ``recipients`` is scheduled in ``wait`` seconds because of ``error``."""
+
+    wait: float = 0.0
+    kind: str = field(default="retry", init=False)
+
+
+@dataclass(frozen=True)
+class ResultDetails(_Common):
+    """The send is over. ``attempt`` is the number of attempts made.
+
+    ``outcomes`` holds every recipient: delivered, refused (permanent), deferred (transient;
+    retrying later may work) or uncertain; ``errors`` the typed error of each one not delivered.
+    """
+
+    outcomes: Mapping[str, Outcome] = field(default_factory=lambda: _freeze(None))
+    errors: Mapping[str, SMTPGuardError] = field(default_factory=lambda: _freeze(None))
+    kind: str = field(default="result", init=False)
+
+    @property
+    def delivered(self) -> tuple[str, ...]:
+        """The recipients the message was delivered to."""
+        return tuple(r for r, o in self.outcomes.items() if o is Outcome.DELIVERED)
+
+
+Details = AttemptDetails | RetryDetails | ResultDetails
+
+
+@runtime_checkable
+class Hook(Protocol):
+    """Called with each event's details. May return an awaitable (``async def``)."""
+
+    def __call__(self, details: Details, /) -> Awaitable[None] | None: ...
+
+
+# --------------------------------------------------------------------------- registry
+
+_global: tuple[Hook, ...] = ()
+
+
+def add(hook: Hook) -> None:
+    """Register ``hook`` for every send in this process."""
+    global _global  # noqa: PLW0603 (copy-on-write tuple: readers never see a half-done list)
+    _check(hook)
+    _global = (*_global, hook)
+
+
+def remove(hook: Hook) -> None:
+    """Unregister ``hook`` (ValueError if it was not registered)."""
+    global _global  # noqa: PLW0603
+    items = list(_global)
+    items.remove(hook)
+    _global = tuple(items)
+
+
+def current() -> tuple[Hook, ...]:
+    """The hooks registered now, in the order they are called."""
+    return _global
+
+
+@contextmanager
+def registered(*added: Hook) -> Iterator[None]:
+    """Register ``added`` hooks for the duration of a ``with`` block."""
+    for hook in added:
+        add(hook)
+    try:
+        yield
+    finally:
+        for hook in added:
+            remove(hook)
+
+
+def _check(hook: object) -> None:
+    if not callable(hook):
+        raise TypeError(f"a hook must be callable, got {type(hook).__name__}")
+
+
+# --------------------------------------------------------------------------- message id
+
+_MESSAGE_ID = re.compile(rb"^message-id:[ \t]*([^\r\n]*)", re.IGNORECASE | re.MULTILINE)
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+
+
+def message_id_of(message: Message | str | bytes | None) -> str | None:
+    """The Message-ID of a message object or raw message (headers only are read), or None."""
+    if message is None:
+        return None
+    if isinstance(message, Message):
+        value = message.get("Message-ID")
+        return str(value).strip() if value is not None else None
+    raw = message.encode("utf-8", "replace") if isinstance(message, str) else bytes(message)
+    end = _HEADER_END.search(raw)
+    found = _MESSAGE_ID.search(raw, 0, end.start() if end else len(raw))
+    if found is None:
+        return None
+    return found.group(1).decode("ascii", "replace").strip() or None
+
+
+# --------------------------------------------------------------------------- dispatch
+
+
+async def dispatch(details: Details, extra_hooks: Iterable[Hook] = ()) -> None:
+    """Log ``details`` and call every registered hook (and ``extra_hooks``) with it."""
+    _log(details)
+    for hook in (*_global, *extra_hooks):
+        try:
+            returned = hook(details)
+            if inspect.isawaitable(returned):
+                await returned
+        except Exception:
+            _hook_logger.exception("smtp_guard hook %r failed on a %s event", hook, details.kind)
+
+
+def start(
+    message: Message | str | bytes | None = None,
+    *,
+    sender: str | None = None,
+    recipients: Iterable[str] = (),
+    server: str | None = None,
+    hooks: Iterable[Hook] = (),
+) -> Tracker:
+    """Begin tracking one send call; ``hooks`` are extra hooks for this call only."""
+    return Tracker(message, sender=sender, recipients=recipients, server=server, hooks=hooks)
+
+
+class Tracker:
+    """Builds the details of one send's events and dispatches them (see the module docstring).
+
+    Nothing is built when nobody listens (no hooks and the logger disabled for the level).
+    """
+
+    __slots__ = (
+        "_attempt_started",
+        "_hooks",
+        "_message",
+        "_message_id",
+        "_started",
+        "recipients",
+        "sender",
+        "server",
+    )
+
+    def __init__(
+        self,
+        message: Message | str | bytes | None = None,
+        *,
+        sender: str | None = None,
+        recipients: Iterable[str] = (),
+        server: str | None = None,
+        hooks: Iterable[Hook] = (),
+    ) -> None:
+        self._message = message
+        self._message_id: str | None = None
+        self.sender = sender
+        self.recipients: tuple[str, ...] = tuple(recipients)
+        self.server = server
+        self._hooks: tuple[Hook, ...] = tuple(hooks)
+        for hook in self._hooks:
+            _check(hook)
+        self._started = time.monotonic()
+        self._attempt_started = self._started
+
+    @property
+    def message_id(self) -> str | None:
+        """The tracked message's Message-ID (read once, on first use)."""
+        if self._message is not None:
+            self._message_id = message_id_of(self._message)
+            self._message = None
+        return self._message_id
+
+    def _listening(self, level: int) -> bool:
+        return bool(_global or self._hooks) or logger.isEnabledFor(level)
+
+    def begin_attempt(self) -> None:
+        """Mark the start of an attempt (its ``duration`` is measured from here)."""
+        self._attempt_started = time.monotonic()
+
+    async def attempt(
+        self,
+        attempt: int,
+        *,
+        recipients: Iterable[str] | None = None,
+        delivered: Iterable[str] = (),
+        refused: Mapping[str, SMTPGuardError] | None = None,
+        error: SMTPGuardError | None = None,
+    ) -> None:
+        """Report the end of attempt number ``attempt`` (see the module docstring)."""
+        if not self._listening(logging.INFO):
+            return
+        now = time.monotonic()
+        tried = self.recipients if recipients is None else tuple(recipients)
+        outcomes, errors = _outcomes(tried, delivered, refused, error)
+        await dispatch(
+            AttemptDetails(
+                message_id=self.message_id,
+                sender=self.sender,
+                recipients=tried,
+                attempt=attempt,
+                elapsed=now - self._started,
+                error=error,
+                server=self.server,
+                duration=now - self._attempt_started,
+                outcomes=outcomes,
+                errors=errors,
+            ),
+            self._hooks,
+        )
+
+    async def retry(
+        self,
+        attempt: int,
+        *,
+        wait: float,
+        recipients: Iterable[str] | None = None,
+        error: SMTPGuardError | None = None,
+    ) -> None:
+        """Report that attempt ``attempt + 1`` will start in ``wait`` seconds."""
+        if not self._listening(logging.WARNING):
+            return
+        await dispatch(
+            RetryDetails(
+                message_id=self.message_id,
+                sender=self.sender,
+                recipients=self.recipients if recipients is None else tuple(recipients),
+                attempt=attempt,
+                elapsed=time.monotonic() - self._started,
+                error=error,
+                server=self.server,
+                wait=wait,
+            ),
+            self._hooks,
+        )
+
+    async def result(
+        self,
+        *,
+        attempts: int,
+        delivered: Iterable[str] = (),
+        refused: Mapping[str, SMTPGuardError] | None = None,
+        error: SMTPGuardError | None = None,
+        recipients: Iterable[str] | None = None,
+    ) -> None:
+        """Report the end of the send call: ``error`` is what it raised, if anything."""
+        if not self._listening(logging.INFO):
+            return
+        everyone = self.recipients if recipients is None else tuple(recipients)
+        outcomes, errors = _outcomes(everyone, delivered, refused, error)
+        await dispatch(
+            ResultDetails(
+                message_id=self.message_id,
+                sender=self.sender,
+                recipients=everyone,
+                attempt=attempts,
+                elapsed=time.monotonic() - self._started,
+                error=error,
+                server=self.server,
+                outcomes=outcomes,
+                errors=errors,
+            ),
+            self._hooks,
+        )
+
+
+def _outcome_of(error: SMTPGuardError) -> Outcome:
+    if isinstance(error, DeliveryUncertain):
+        return Outcome.UNCERTAIN
+    return Outcome.REFUSED if error.permanent else Outcome.DEFERRED
+
+
+def _outcomes(
+    recipients: tuple[str, ...],
+    delivered: Iterable[str],
+    refused: Mapping[str, SMTPGuardError] | None,
+    error: SMTPGuardError | None,
+) -> tuple[Mapping[str, Outcome], Mapping[str, SMTPGuardError]]:
+    """Per recipient: delivered, or the outcome of its own error, or of the message's error."""
+    done = set(delivered)
+    refused = refused or {}
+    outcomes: dict[str, Outcome] = {}
+    errors: dict[str, SMTPGuardError] = {}
+    for rcpt in (*recipients, *(r for r in refused if r not in recipients)):
+        if rcpt in outcomes:
+            continue
+        if rcpt in done:
+            outcomes[rcpt] = Outcome.DELIVERED
+            continue
+        own = refused.get(rcpt)
+        if own is None and isinstance(error, SMTPGuardError):
+            own = _own_error(error, rcpt)
+        if own is not None:
+            errors[rcpt] = own
+            outcomes[rcpt] = _outcome_of(own)
+        else:
+            outcomes[rcpt] = Outcome.DEFERRED
+    for rcpt in done - outcomes.keys():
+        outcomes[rcpt] = Outcome.DELIVERED
+    return MappingProxyType(outcomes), MappingProxyType(errors)
+
+
+def _own_error(error: SMTPGuardError, recipient: str) -> SMTPGuardError:
+    """The error for ``recipient``: from a RecipientsRefused's map when it names them."""
+    refused = getattr(error, "refused", None)
+    if isinstance(refused, Mapping):
+        own = refused.get(recipient)
+        if isinstance(own, SMTPGuardError):
+            return own
+    return error
+
+
+# --------------------------------------------------------------------------- logging
+
+#: The ``extra`` fields of the ``smtp_guard`` logger's records (absent ones are None).
+LOG_FIELDS = (
+    "smtp_event",  # "attempt" | "retry" | "result"
+    "smtp_message_id",
+    "smtp_sender",
+    "smtp_recipients",  # list of addresses this event is about
+    "smtp_attempt",
+    "smtp_elapsed",  # seconds since the send started
+    "smtp_duration",  # attempt only: seconds the attempt took
+    "smtp_wait",  # retry only: seconds until the next attempt
+    "smtp_outcomes",  # attempt/result: {recipient: "delivered" | "deferred" | ...}
+    "smtp_error_type",  # class name of the typed error
+    "smtp_error_code",  # SMTP reply code, for reply errors
+    "smtp_error_enhanced",
+    "smtp_error_category",
+    "smtp_error_permanent",
+    "smtp_server",
+)
+
+
+def _error_fields(error: SMTPGuardError | None) -> dict[str, Any]:
+    if error is None:
+        return {
+            "smtp_error_type": None,
+            "smtp_error_code": None,
+            "smtp_error_enhanced": None,
+            "smtp_error_category": None,
+            "smtp_error_permanent": None,
+        }
+    reply = error if isinstance(error, ReplyError) else None
+    return {
+        "smtp_error_type": type(error).__name__,
+        "smtp_error_code": reply.code if reply else None,
+        "smtp_error_enhanced": reply.enhanced if reply else None,
+        "smtp_error_category": str(reply.category) if reply else None,
+        "smtp_error_permanent": error.permanent,
+    }
+
+
+def _log(details: Details) -> None:
+    if isinstance(details, RetryDetails):
+        level = logging.WARNING
+    elif isinstance(details, ResultDetails):
+        level = _result_level(details)
+    else:
+        level = logging.INFO
+    if not logger.isEnabledFor(level):
+        return
+    extra: dict[str, Any] = {
+        "smtp_event": details.kind,
+        "smtp_message_id": details.message_id,
+        "smtp_sender": details.sender,
+        "smtp_recipients": list(details.recipients),
+        "smtp_attempt": details.attempt,
+        "smtp_elapsed": round(details.elapsed, 6),
+        "smtp_duration": None,
+        "smtp_wait": None,
+        "smtp_outcomes": None,
+        "smtp_server": details.server,
+        **_error_fields(details.error),
+    }
+    ident = details.message_id or "(no Message-ID)"
+    if isinstance(details, RetryDetails):
+        extra["smtp_wait"] = details.wait
+        logger.warning(
+            "retrying %s to %d recipient(s) in %.1fs after attempt %d: %s",
+            ident,
+            len(details.recipients),
+            details.wait,
+            details.attempt,
+            details.error if details.error is not None else "no reason given",
+            extra=extra,
+        )
+        return
+    extra["smtp_outcomes"] = {r: str(o) for r, o in details.outcomes.items()}
+    summary = _summary(details.outcomes)
+    if isinstance(details, AttemptDetails):
+        extra["smtp_duration"] = round(details.duration, 6)
+        logger.info(
+            "attempt %d for %s: %s%s",
+            details.attempt,
+            ident,
+            summary,
+            _reason(details.error),
+            extra=extra,
+        )
+        return
+    logger.log(
+        level,
+        "sent %s after %d attempt(s): %s%s",
+        ident,
+        details.attempt,
+        summary,
+        _reason(details.error),
+        extra=extra,
+    )
+
+
+def _result_level(details: ResultDetails) -> int:
+    outcomes = set(details.outcomes.values())
+    if details.error is None and outcomes <= {Outcome.DELIVERED}:
+        return logging.INFO
+    if Outcome.DELIVERED in outcomes:
+        return logging.WARNING
+    return logging.ERROR
+
+
+def _summary(outcomes: Mapping[str, Outcome]) -> str:
+    counts: dict[str, int] = {}
+    for outcome in outcomes.values():
+        counts[outcome.value] = counts.get(outcome.value, 0) + 1
+    return ", ".join(f"{n} {name}" for name, n in counts.items()) or "no recipients"
+
+
+def _reason(error: SMTPGuardError | None) -> str:
+    return "" if error is None else f" ({type(error).__name__}: {error})"

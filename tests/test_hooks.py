@@ -1,0 +1,260 @@
+"""Instrumentation hooks: dispatch, per-recipient outcomes, the default structured log."""
+
+from __future__ import annotations
+
+import logging
+from email.message import EmailMessage
+
+import pytest
+
+from smtp_guard import hooks
+from smtp_guard.classify import error_from_reply
+from smtp_guard.errors import (
+    DeliveryUncertain,
+    RecipientsRefused,
+    ServerDisconnected,
+    SMTPGuardError,
+)
+from smtp_guard.hooks import (
+    AttemptDetails,
+    Details,
+    Outcome,
+    ResultDetails,
+    RetryDetails,
+    message_id_of,
+)
+
+GREY = error_from_reply(451, "4.7.1 Greylisted, try again in 300 seconds", "rcpt", "b@x.test")
+UNKNOWN = error_from_reply(550, "5.1.1 No such user", "rcpt", "c@x.test")
+
+
+def _message() -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = "a@x.test"
+    msg["To"] = "b@x.test, c@x.test, d@x.test"
+    msg["Message-ID"] = "<m1@x.test>"
+    msg["Subject"] = "secret subject"
+    msg.set_content("the body must never be logged")
+    return msg
+
+
+async def test_sync_and_async_hooks_receive_every_event() -> None:
+    seen_sync: list[Details] = []
+    seen_async: list[Details] = []
+
+    def sync_hook(details: Details) -> None:
+        seen_sync.append(details)
+
+    async def async_hook(details: Details) -> None:
+        seen_async.append(details)
+
+    with hooks.registered(sync_hook):
+        track = hooks.start(
+            _message(),
+            sender="a@x.test",
+            recipients=["b@x.test", "c@x.test", "d@x.test"],
+            hooks=[async_hook],
+        )
+        track.begin_attempt()
+        await track.attempt(
+            1, delivered=["d@x.test"], refused={"b@x.test": GREY, "c@x.test": UNKNOWN}
+        )
+        await track.retry(1, wait=2.5, recipients=["b@x.test"], error=GREY)
+        await track.attempt(2, recipients=["b@x.test"], delivered=["b@x.test"])
+        await track.result(
+            attempts=2, delivered=["d@x.test", "b@x.test"], refused={"c@x.test": UNKNOWN}
+        )
+    assert hooks.current() == ()
+    assert seen_sync == seen_async
+    kinds = [type(d) for d in seen_sync]
+    assert kinds == [AttemptDetails, RetryDetails, AttemptDetails, ResultDetails]
+
+    first = seen_sync[0]
+    assert isinstance(first, AttemptDetails)
+    assert first.message_id == "<m1@x.test>"
+    assert first.attempt == 1
+    assert dict(first.outcomes) == {
+        "b@x.test": Outcome.DEFERRED,
+        "c@x.test": Outcome.REFUSED,
+        "d@x.test": Outcome.DELIVERED,
+    }
+    assert first.errors["b@x.test"] is GREY
+    assert "d@x.test" not in first.errors
+
+    retry = seen_sync[1]
+    assert isinstance(retry, RetryDetails)
+    assert retry.wait == 2.5
+    assert retry.recipients == ("b@x.test",)
+    assert retry.error is GREY
+
+    result = seen_sync[3]
+    assert isinstance(result, ResultDetails)
+    assert result.attempt == 2
+    assert set(result.delivered) == {"b@x.test", "d@x.test"}
+    assert result.outcomes["c@x.test"] is Outcome.REFUSED
+    assert result.elapsed >= first.elapsed
+
+
+async def test_details_are_frozen() -> None:
+    seen: list[Details] = []
+    with hooks.registered(seen.append):
+        await hooks.start(recipients=["b@x.test"]).attempt(1, delivered=["b@x.test"])
+    details = seen[0]
+    assert isinstance(details, AttemptDetails)
+    with pytest.raises(AttributeError):
+        details.attempt = 3  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        details.outcomes["b@x.test"] = Outcome.REFUSED  # type: ignore[index]
+
+
+async def test_message_level_error_gives_every_recipient_its_outcome() -> None:
+    seen: list[Details] = []
+    track = hooks.start(recipients=["b@x.test", "c@x.test"], hooks=[seen.append])
+    dropped = ServerDisconnected("connection lost")
+    await track.attempt(1, error=dropped)
+    uncertain = DeliveryUncertain("no reply to the final dot", recipients=["b@x.test"])
+    await track.attempt(2, error=uncertain)
+    both = RecipientsRefused({"b@x.test": GREY, "c@x.test": UNKNOWN})
+    await track.result(attempts=3, error=both)
+    first, second, result = seen
+    assert isinstance(first, AttemptDetails)
+    assert set(first.outcomes.values()) == {Outcome.DEFERRED}
+    assert first.errors["c@x.test"] is dropped
+    assert isinstance(second, AttemptDetails)
+    assert set(second.outcomes.values()) == {Outcome.UNCERTAIN}
+    assert isinstance(result, ResultDetails)
+    assert result.outcomes == {"b@x.test": Outcome.DEFERRED, "c@x.test": Outcome.REFUSED}
+    assert result.errors["c@x.test"] is UNKNOWN
+    assert result.delivered == ()
+
+
+async def test_a_failing_hook_is_logged_and_does_not_stop_the_others(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    calls: list[str] = []
+
+    def broken(details: Details) -> None:
+        raise RuntimeError("hook bug")
+
+    async def fine(details: Details) -> None:
+        calls.append(details.kind)
+
+    with caplog.at_level(logging.ERROR, "smtp_guard.hooks"):
+        await hooks.start(recipients=["b@x.test"], hooks=[broken, fine]).attempt(1)
+    assert calls == ["attempt"]
+    failures = [r for r in caplog.records if r.name == "smtp_guard.hooks"]
+    assert len(failures) == 1
+    assert failures[0].exc_info is not None
+    assert "hook bug" in str(failures[0].exc_info[1])
+
+
+def test_registry_add_remove_and_type_check() -> None:
+    def hook(details: Details) -> None:
+        return None
+
+    hooks.add(hook)
+    try:
+        assert hooks.current() == (hook,)
+    finally:
+        hooks.remove(hook)
+    assert hooks.current() == ()
+    with pytest.raises(ValueError, match="not in"):
+        hooks.remove(hook)
+    with pytest.raises(TypeError, match="callable"):
+        hooks.add("not a hook")  # type: ignore[arg-type]
+
+
+async def test_default_log_records_have_structured_fields_and_no_body(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    message = _message()
+    track = hooks.start(
+        message, sender="a@x.test", recipients=["b@x.test", "c@x.test"], server="127.0.0.1:25"
+    )
+    with caplog.at_level(logging.DEBUG, "smtp_guard"):
+        await track.attempt(1, delivered=["c@x.test"], refused={"b@x.test": GREY})
+        await track.retry(1, wait=300.0, recipients=["b@x.test"], error=GREY)
+        await track.result(attempts=2, delivered=["c@x.test"], refused={"b@x.test": GREY})
+    records = [r for r in caplog.records if r.name == "smtp_guard"]
+    assert [r.levelno for r in records] == [logging.INFO, logging.WARNING, logging.WARNING]
+    for record in records:
+        for name in hooks.LOG_FIELDS:
+            assert hasattr(record, name), name
+        text = record.getMessage()
+        assert "never be logged" not in text
+        assert "secret subject" not in text
+        assert vars(record)["smtp_message_id"] == "<m1@x.test>"
+        assert vars(record)["smtp_server"] == "127.0.0.1:25"
+    attempt, retry, result = records
+    assert vars(attempt)["smtp_outcomes"] == {"b@x.test": "deferred", "c@x.test": "delivered"}
+    assert vars(attempt)["smtp_duration"] >= 0
+    assert vars(retry)["smtp_wait"] == 300.0
+    assert vars(retry)["smtp_error_code"] == 451
+    assert vars(retry)["smtp_error_enhanced"] == "4.7.1"
+    assert vars(retry)["smtp_error_permanent"] is False
+    assert "300.0s" in retry.getMessage()
+    assert "Greylisted" in retry.getMessage()
+    assert vars(result)["smtp_event"] == "result"
+    assert vars(result)["smtp_attempt"] == 2
+
+
+async def test_result_log_level_follows_the_outcome(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, "smtp_guard"):
+        await hooks.start(recipients=["b@x.test"]).result(attempts=1, delivered=["b@x.test"])
+        await hooks.start(recipients=["c@x.test"]).result(
+            attempts=1, error=RecipientsRefused({"c@x.test": UNKNOWN})
+        )
+    levels = [r.levelno for r in caplog.records if r.name == "smtp_guard"]
+    assert levels == [logging.INFO, logging.ERROR]
+
+
+async def test_nothing_is_built_when_nobody_listens(monkeypatch: pytest.MonkeyPatch) -> None:
+    built: list[object] = []
+
+    async def spy(details: Details, extra: object = ()) -> None:
+        built.append(details)
+
+    monkeypatch.setattr(hooks, "dispatch", spy)
+    monkeypatch.setattr(hooks.logger, "disabled", True)
+    track = hooks.start(_message(), recipients=["b@x.test"])
+    await track.attempt(1, delivered=["b@x.test"])
+    await track.retry(1, wait=1.0)
+    await track.result(attempts=1, delivered=["b@x.test"])
+    assert built == []
+    with hooks.registered(built.append):
+        await track.result(attempts=1, delivered=["b@x.test"])
+    assert len(built) == 1
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        (b"Subject: x\r\nMessage-ID: <a@b>\r\n\r\nbody", "<a@b>"),
+        ("message-id:   <c@d>  \nTo: x\n\nbody", "<c@d>"),
+        (b"Subject: x\r\n\r\nMessage-ID: <in-body@b>\r\n", None),
+        (b"", None),
+        (None, None),
+    ],
+)
+def test_message_id_of_raw_messages(message: str | bytes | None, expected: str | None) -> None:
+    assert message_id_of(message) == expected
+
+
+def test_message_id_of_message_objects() -> None:
+    assert message_id_of(_message()) == "<m1@x.test>"
+    assert message_id_of(EmailMessage()) is None
+
+
+def test_errors_keep_their_type_in_details() -> None:
+    details = RetryDetails(
+        message_id=None,
+        sender=None,
+        recipients=("b@x.test",),
+        attempt=1,
+        elapsed=0.0,
+        error=GREY,
+        server=None,
+        wait=1.0,
+    )
+    assert isinstance(details.error, SMTPGuardError)
+    assert details.kind == "retry"
