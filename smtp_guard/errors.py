@@ -127,6 +127,7 @@ __all__ = [
 ]
 
 _MAX_SHOWN = 300  # characters of server text shown by str(); the full text stays in .message
+_MAX_RECIPIENTS_SHOWN = 5  # refused recipients named by RecipientsRefused's str()
 _UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ud800-\udfff]")
 
 
@@ -208,8 +209,9 @@ class ReplyError(SMTPGuardError, aiosmtplib.SMTPResponseException):
 
     #: The category this class stands for.
     category_default: ClassVar[Category] = Category.OTHER
-    #: Set on the generated concrete classes: the class they were made for.
+    #: Set on the generated concrete classes: the class they were made for, and their phase.
     _made_for: ClassVar[type[ReplyError] | None] = None
+    _made_phase: ClassVar[Phase | None] = None
 
     def __new__(
         cls,
@@ -219,19 +221,19 @@ class ReplyError(SMTPGuardError, aiosmtplib.SMTPResponseException):
         *,
         phase: Phase | str | None = None,
         permanent: bool | None = None,
-        **_: Any,
+        category: Category | str | None = None,
+        **fields: Any,
     ) -> ReplyError:
-        if cls.__dict__.get("_made_for") is None:
-            if permanent is None:
-                permanent = issubclass(cls, PermanentError) or (
-                    not issubclass(cls, TransientError) and code >= 500
-                )
-            concrete = _concrete(_category_base(cls), permanent, Phase.coerce(phase))
-        else:
-            concrete = cls
+        concrete = _pick_class(cls, code, phase, permanent, category)
         # super() from the concrete class: its phase class may be an OSError
         # (SMTPConnectResponseError), whose own __new__ must be the one called.
         made: ReplyError = super(ReplyError, concrete).__new__(concrete)
+        if not issubclass(concrete, cls):
+            # A generated class rebuilt with another permanence or phase: a sibling class,
+            # so Python will not call __init__ on what we return. Do it here.
+            made.__init__(  # type: ignore[misc]
+                code, message, phase=phase, permanent=permanent, category=category, **fields
+            )
         return made
 
     def __init__(
@@ -267,9 +269,14 @@ class ReplyError(SMTPGuardError, aiosmtplib.SMTPResponseException):
             history=history,
         )
         self.code: int = int(code)
+        if enhanced is None and text is None:
+            # Built by hand, e.g. MailboxFull(452, "4.2.2 Mailbox full"): split it like a reply.
+            from smtp_guard.replies import split_enhanced  # noqa: PLC0415 (replies imports us)
+
+            enhanced, text = split_enhanced(message)
         self.enhanced: str | None = enhanced
         self.text: str = message if text is None else text
-        self.phase: Phase | None = Phase.coerce(phase)
+        self.phase: Phase | None = type(self)._made_phase if phase is None else Phase.coerce(phase)
         self.recipient: str | None = recipient
         self.sender: str | None = sender
         if self.phase is Phase.RCPT:
@@ -324,10 +331,37 @@ class PermanentError(ReplyError):
     default_permanent = True
 
 
-def _category_base(cls: type[ReplyError]) -> type[ReplyError]:
-    if cls in (ReplyError, TransientError, PermanentError):
-        return UnclassifiedReply
-    return cls
+def _pick_class(
+    cls: type[ReplyError],
+    code: int,
+    phase: Phase | str | None,
+    permanent: bool | None,
+    category: Category | str | None,
+) -> type[ReplyError]:
+    """The concrete class for an instance of ``cls`` built with these arguments.
+
+    The category class is the most specific one for ``category`` (``AuthError`` with the
+    default category gives ``AuthFailed``); a category outside ``cls`` is a ValueError.
+    Permanence comes from ``permanent``, else from ``cls``, else from the code (5xx).
+    """
+    made_for = cls.__dict__.get("_made_for")
+    base: type[ReplyError] = cls if made_for is None else made_for
+    if phase is None:
+        phase = cls._made_phase if made_for is not None else None
+    if permanent is None:
+        permanent = issubclass(cls, PermanentError) or (
+            not issubclass(cls, TransientError) and int(code) >= 500
+        )
+    if base in (ReplyError, TransientError, PermanentError):
+        wanted = category_class(Category.OTHER if category is None else category)
+    else:
+        wanted = category_class(base.category_default if category is None else category)
+        if not issubclass(wanted, base):
+            raise ValueError(
+                f"category {Category(category)!s} belongs to {wanted.__name__}, "
+                f"not to {base.__name__}"
+            )
+    return _concrete(wanted, permanent, Phase.coerce(phase))
 
 
 _CONCRETE: dict[tuple[type[ReplyError], bool, Phase | None], type[ReplyError]] = {}
@@ -345,6 +379,7 @@ def _concrete(base: type[ReplyError], permanent: bool, phase: Phase | None) -> t
         bases += (compat,)
     namespace = {
         "_made_for": base,
+        "_made_phase": phase,
         "__module__": base.__module__,
         "__qualname__": base.__qualname__,
         "__doc__": base.__doc__,
@@ -640,11 +675,20 @@ class RecipientsRefused(SMTPGuardError, aiosmtplib.SMTPRecipientsRefused):
         self.args = (self.refused,)
 
     def __str__(self) -> str:
-        lines = [f"{len(self.refused)} recipient(s) refused:"]
-        lines += [f"  <{_printable(r, 200)}>: {err}" for r, err in self.refused.items()]
+        # One line (log-friendly); each recipient's own hint is on its error in ``refused``.
+        shown = [
+            f"<{_printable(r, 200)}> {err.code}"
+            + (f" {err.enhanced}" if err.enhanced else "")
+            + (f" {_printable(err.text, 80)}" if err.text.strip() else "")
+            for r, err in list(self.refused.items())[:_MAX_RECIPIENTS_SHOWN]
+        ]
+        more = len(self.refused) - len(shown)
+        if more > 0:
+            shown.append(f"and {more} more")
+        line = f"{len(self.refused)} recipient(s) refused: " + "; ".join(shown)
         if self.delivered:
-            lines.append(f"  delivered to {len(self.delivered)} other recipient(s)")
-        return "\n".join(lines)
+            line += f" (delivered to {len(self.delivered)} other recipient(s))"
+        return f"{line} -- {self.hint}"
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.refused,), self.__dict__.copy())
