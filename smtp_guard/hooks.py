@@ -11,14 +11,14 @@ Each carries the message id, the recipients concerned, the attempt number, the s
 since the send started, and the typed error (or None). Never the message body, never
 credentials. Register hooks globally or for a block::
 
-    from smtp_guard import hooks
+    from smtp_guard.hooks import HookDetails, RetryDetails, add_hook, using_hooks
 
-    def on_event(details: hooks.Details) -> None:
-        if isinstance(details, hooks.RetryDetails):
+    def on_event(details: HookDetails) -> None:
+        if isinstance(details, RetryDetails):
             print("retrying", details.recipients, "in", details.wait)
 
-    hooks.add(on_event)              # for the whole process; hooks.remove(on_event) to stop
-    with hooks.registered(on_event): # or only inside this block
+    add_hook(on_event)               # for the whole process; remove_hook(on_event) to stop
+    with using_hooks(on_event):      # or only inside this block
         ...
 
 The ``smtp_guard`` logger always receives one record per event, with structured ``extra``
@@ -31,7 +31,7 @@ never changes whether or how mail is sent.
 
 Call sites (for the sending code; every call is cheap when nobody listens)::
 
-    track = hooks.start(message, sender=sender, recipients=recipients, server="host:25")
+    track = hooks.SendTracker(message, sender=sender, recipients=recipients, server="host:25")
     for attempt in ...:
         track.begin_attempt()                      # marks the start (for the duration)
         ...                                        # one transaction
@@ -79,21 +79,18 @@ else:  # pragma: no cover - depends on the interpreter
 
 
 __all__ = [
-    "LOG_FIELDS",
     "AttemptDetails",
-    "Details",
     "Hook",
+    "HookDetails",
     "Outcome",
     "ResultDetails",
     "RetryDetails",
-    "Tracker",
-    "add",
-    "current",
-    "dispatch",
+    "SendTracker",
+    "add_hook",
     "message_id_of",
-    "registered",
-    "remove",
-    "start",
+    "registered_hooks",
+    "remove_hook",
+    "using_hooks",
 ]
 
 logger = logging.getLogger("smtp_guard")
@@ -161,14 +158,14 @@ class ResultDetails(_Common):
         return tuple(r for r, o in self.outcomes.items() if o is Outcome.DELIVERED)
 
 
-Details = AttemptDetails | RetryDetails | ResultDetails
+HookDetails = AttemptDetails | RetryDetails | ResultDetails
 
 
 @runtime_checkable
 class Hook(Protocol):
     """Called with each event's details. May return an awaitable (``async def``)."""
 
-    def __call__(self, details: Details, /) -> Awaitable[None] | None: ...
+    def __call__(self, details: HookDetails, /) -> Awaitable[None] | None: ...
 
 
 # --------------------------------------------------------------------------- registry
@@ -176,14 +173,14 @@ class Hook(Protocol):
 _global: tuple[Hook, ...] = ()
 
 
-def add(hook: Hook) -> None:
+def add_hook(hook: Hook) -> None:
     """Register ``hook`` for every send in this process."""
     global _global  # noqa: PLW0603 (copy-on-write tuple: readers never see a half-done list)
     _check(hook)
     _global = (*_global, hook)
 
 
-def remove(hook: Hook) -> None:
+def remove_hook(hook: Hook) -> None:
     """Unregister ``hook`` (ValueError if it was not registered)."""
     global _global  # noqa: PLW0603
     items = list(_global)
@@ -191,21 +188,21 @@ def remove(hook: Hook) -> None:
     _global = tuple(items)
 
 
-def current() -> tuple[Hook, ...]:
+def registered_hooks() -> tuple[Hook, ...]:
     """The hooks registered now, in the order they are called."""
     return _global
 
 
 @contextmanager
-def registered(*added: Hook) -> Iterator[None]:
+def using_hooks(*added: Hook) -> Iterator[None]:
     """Register ``added`` hooks for the duration of a ``with`` block."""
     for hook in added:
-        add(hook)
+        add_hook(hook)
     try:
         yield
     finally:
         for hook in added:
-            remove(hook)
+            remove_hook(hook)
 
 
 def _check(hook: object) -> None:
@@ -237,7 +234,7 @@ def message_id_of(message: Message | str | bytes | None) -> str | None:
 # --------------------------------------------------------------------------- dispatch
 
 
-async def dispatch(details: Details, extra_hooks: Iterable[Hook] = ()) -> None:
+async def _dispatch(details: HookDetails, extra_hooks: Iterable[Hook] = ()) -> None:
     """Log ``details`` and call every registered hook (and ``extra_hooks``) with it."""
     _log(details)
     for hook in (*_global, *extra_hooks):
@@ -249,19 +246,7 @@ async def dispatch(details: Details, extra_hooks: Iterable[Hook] = ()) -> None:
             _hook_logger.exception("smtp_guard hook %r failed on a %s event", hook, details.kind)
 
 
-def start(
-    message: Message | str | bytes | None = None,
-    *,
-    sender: str | None = None,
-    recipients: Iterable[str] = (),
-    server: str | None = None,
-    hooks: Iterable[Hook] = (),
-) -> Tracker:
-    """Begin tracking one send call; ``hooks`` are extra hooks for this call only."""
-    return Tracker(message, sender=sender, recipients=recipients, server=server, hooks=hooks)
-
-
-class Tracker:
+class SendTracker:
     """Builds the details of one send's events and dispatches them (see the module docstring).
 
     Nothing is built when nobody listens (no hooks and the logger disabled for the level).
@@ -328,7 +313,7 @@ class Tracker:
         now = time.monotonic()
         tried = self.recipients if recipients is None else tuple(recipients)
         outcomes, errors = _outcomes(tried, delivered, refused, error)
-        await dispatch(
+        await _dispatch(
             AttemptDetails(
                 message_id=self.message_id,
                 sender=self.sender,
@@ -355,7 +340,7 @@ class Tracker:
         """Report that attempt ``attempt + 1`` will start in ``wait`` seconds."""
         if not self._listening(logging.WARNING):
             return
-        await dispatch(
+        await _dispatch(
             RetryDetails(
                 message_id=self.message_id,
                 sender=self.sender,
@@ -383,7 +368,7 @@ class Tracker:
             return
         everyone = self.recipients if recipients is None else tuple(recipients)
         outcomes, errors = _outcomes(everyone, delivered, refused, error)
-        await dispatch(
+        await _dispatch(
             ResultDetails(
                 message_id=self.message_id,
                 sender=self.sender,
@@ -486,7 +471,7 @@ def _error_fields(error: SMTPGuardError | None) -> dict[str, Any]:
     }
 
 
-def _log(details: Details) -> None:
+def _log(details: HookDetails) -> None:
     if isinstance(details, RetryDetails):
         level = logging.WARNING
     elif isinstance(details, ResultDetails):

@@ -17,7 +17,7 @@ from smtp_guard.errors import (
 )
 from smtp_guard.hooks import (
     AttemptDetails,
-    Details,
+    HookDetails,
     Outcome,
     ResultDetails,
     RetryDetails,
@@ -39,17 +39,17 @@ def _message() -> EmailMessage:
 
 
 async def test_sync_and_async_hooks_receive_every_event() -> None:
-    seen_sync: list[Details] = []
-    seen_async: list[Details] = []
+    seen_sync: list[HookDetails] = []
+    seen_async: list[HookDetails] = []
 
-    def sync_hook(details: Details) -> None:
+    def sync_hook(details: HookDetails) -> None:
         seen_sync.append(details)
 
-    async def async_hook(details: Details) -> None:
+    async def async_hook(details: HookDetails) -> None:
         seen_async.append(details)
 
-    with hooks.registered(sync_hook):
-        track = hooks.start(
+    with hooks.using_hooks(sync_hook):
+        track = hooks.SendTracker(
             _message(),
             sender="a@x.test",
             recipients=["b@x.test", "c@x.test", "d@x.test"],
@@ -64,7 +64,7 @@ async def test_sync_and_async_hooks_receive_every_event() -> None:
         await track.result(
             attempts=2, delivered=["d@x.test", "b@x.test"], refused={"c@x.test": UNKNOWN}
         )
-    assert hooks.current() == ()
+    assert hooks.registered_hooks() == ()
     assert seen_sync == seen_async
     kinds = [type(d) for d in seen_sync]
     assert kinds == [AttemptDetails, RetryDetails, AttemptDetails, ResultDetails]
@@ -96,9 +96,9 @@ async def test_sync_and_async_hooks_receive_every_event() -> None:
 
 
 async def test_details_are_frozen() -> None:
-    seen: list[Details] = []
-    with hooks.registered(seen.append):
-        await hooks.start(recipients=["b@x.test"]).attempt(1, delivered=["b@x.test"])
+    seen: list[HookDetails] = []
+    with hooks.using_hooks(seen.append):
+        await hooks.SendTracker(recipients=["b@x.test"]).attempt(1, delivered=["b@x.test"])
     details = seen[0]
     assert isinstance(details, AttemptDetails)
     with pytest.raises(AttributeError):
@@ -108,8 +108,8 @@ async def test_details_are_frozen() -> None:
 
 
 async def test_message_level_error_gives_every_recipient_its_outcome() -> None:
-    seen: list[Details] = []
-    track = hooks.start(recipients=["b@x.test", "c@x.test"], hooks=[seen.append])
+    seen: list[HookDetails] = []
+    track = hooks.SendTracker(recipients=["b@x.test", "c@x.test"], hooks=[seen.append])
     dropped = ServerDisconnected("connection lost")
     await track.attempt(1, error=dropped)
     uncertain = DeliveryUncertain("no reply to the final dot", recipients=["b@x.test"])
@@ -133,14 +133,14 @@ async def test_a_failing_hook_is_logged_and_does_not_stop_the_others(
 ) -> None:
     calls: list[str] = []
 
-    def broken(details: Details) -> None:
+    def broken(details: HookDetails) -> None:
         raise RuntimeError("hook bug")
 
-    async def fine(details: Details) -> None:
+    async def fine(details: HookDetails) -> None:
         calls.append(details.kind)
 
     with caplog.at_level(logging.ERROR, "smtp_guard.hooks"):
-        await hooks.start(recipients=["b@x.test"], hooks=[broken, fine]).attempt(1)
+        await hooks.SendTracker(recipients=["b@x.test"], hooks=[broken, fine]).attempt(1)
     assert calls == ["attempt"]
     failures = [r for r in caplog.records if r.name == "smtp_guard.hooks"]
     assert len(failures) == 1
@@ -149,26 +149,26 @@ async def test_a_failing_hook_is_logged_and_does_not_stop_the_others(
 
 
 def test_registry_add_remove_and_type_check() -> None:
-    def hook(details: Details) -> None:
+    def hook(details: HookDetails) -> None:
         return None
 
-    hooks.add(hook)
+    hooks.add_hook(hook)
     try:
-        assert hooks.current() == (hook,)
+        assert hooks.registered_hooks() == (hook,)
     finally:
-        hooks.remove(hook)
-    assert hooks.current() == ()
+        hooks.remove_hook(hook)
+    assert hooks.registered_hooks() == ()
     with pytest.raises(ValueError, match="not in"):
-        hooks.remove(hook)
+        hooks.remove_hook(hook)
     with pytest.raises(TypeError, match="callable"):
-        hooks.add("not a hook")  # type: ignore[arg-type]
+        hooks.add_hook("not a hook")  # type: ignore[arg-type]
 
 
 async def test_default_log_records_have_structured_fields_and_no_body(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     message = _message()
-    track = hooks.start(
+    track = hooks.SendTracker(
         message, sender="a@x.test", recipients=["b@x.test", "c@x.test"], server="127.0.0.1:25"
     )
     with caplog.at_level(logging.DEBUG, "smtp_guard"):
@@ -200,8 +200,8 @@ async def test_default_log_records_have_structured_fields_and_no_body(
 
 async def test_result_log_level_follows_the_outcome(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, "smtp_guard"):
-        await hooks.start(recipients=["b@x.test"]).result(attempts=1, delivered=["b@x.test"])
-        await hooks.start(recipients=["c@x.test"]).result(
+        await hooks.SendTracker(recipients=["b@x.test"]).result(attempts=1, delivered=["b@x.test"])
+        await hooks.SendTracker(recipients=["c@x.test"]).result(
             attempts=1, error=RecipientsRefused({"c@x.test": UNKNOWN})
         )
     levels = [r.levelno for r in caplog.records if r.name == "smtp_guard"]
@@ -211,17 +211,17 @@ async def test_result_log_level_follows_the_outcome(caplog: pytest.LogCaptureFix
 async def test_nothing_is_built_when_nobody_listens(monkeypatch: pytest.MonkeyPatch) -> None:
     built: list[object] = []
 
-    async def spy(details: Details, extra: object = ()) -> None:
+    async def spy(details: HookDetails, extra: object = ()) -> None:
         built.append(details)
 
-    monkeypatch.setattr(hooks, "dispatch", spy)
+    monkeypatch.setattr(hooks, "_dispatch", spy)
     monkeypatch.setattr(hooks.logger, "disabled", True)
-    track = hooks.start(_message(), recipients=["b@x.test"])
+    track = hooks.SendTracker(_message(), recipients=["b@x.test"])
     await track.attempt(1, delivered=["b@x.test"])
     await track.retry(1, wait=1.0)
     await track.result(attempts=1, delivered=["b@x.test"])
     assert built == []
-    with hooks.registered(built.append):
+    with hooks.using_hooks(built.append):
         await track.result(attempts=1, delivered=["b@x.test"])
     assert len(built) == 1
 
