@@ -1,0 +1,149 @@
+"""Guarded sending: :func:`send` (drop-in for ``aiosmtplib.send``) and :func:`send_sync`.
+
+The pieces, for code in this package that builds on them (the pooled ``Mailer``); import
+them from their modules (``from smtp_guard.client._connect import open_connection``):
+
+- :func:`open_connection` (``_connect``): a ready :class:`Connection` from
+  :class:`ConnectParams`: connect, EHLO, the TLS rules, AUTH; errors typed.
+- :func:`run_transaction` (``_transaction``): one MAIL/RCPT/DATA transaction on an open
+  connection, returning a :class:`TransactionResult` with per-recipient outcomes.
+- :func:`deliver` (``_deliver``): the retry loop, given ``acquire``/``release`` callables.
+- :func:`make_envelope` (``_validate``): every input check, before any byte is sent.
+- :func:`map_error` (``_mapping``): the one place aiosmtplib's exceptions become ours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import email.message
+import socket
+import ssl
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, ParamSpec, TypeVar
+
+from aiosmtplib.smtp import DEFAULT_TIMEOUT
+from aiosmtplib.typing import SMTPTokenGenerator, SocketPathType
+
+from smtp_guard import hooks
+from smtp_guard.client._connect import Connection, ConnectParams, open_connection
+from smtp_guard.client._deliver import deliver
+from smtp_guard.client._validate import make_envelope
+from smtp_guard.client.result import SendResult
+from smtp_guard.errors import InvalidInput
+from smtp_guard.policy import RetryPolicy
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+__all__ = ["SendResult", "send", "send_sync"]
+
+
+async def send(
+    message: email.message.EmailMessage | email.message.Message | str | bytes,
+    /,
+    *,
+    sender: str | None = None,
+    recipients: str | Sequence[str] | None = None,
+    mail_options: Sequence[str] | None = None,
+    rcpt_options: Sequence[str] | None = None,
+    hostname: str | None = "localhost",
+    port: int | None = None,
+    username: str | bytes | None = None,
+    password: str | bytes | None = None,
+    oauth_token_generator: SMTPTokenGenerator | None = None,
+    local_hostname: str | None = None,
+    source_address: tuple[str, int] | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    use_tls: bool = False,
+    start_tls: bool | None = None,
+    validate_certs: bool = True,
+    client_cert: str | None = None,
+    client_key: str | None = None,
+    tls_context: ssl.SSLContext | None = None,
+    cert_bundle: str | None = None,
+    socket_path: SocketPathType | None = None,
+    sock: socket.socket | None = None,
+    policy: RetryPolicy | None = None,
+    allow_insecure_auth: bool = False,
+) -> SendResult:
+    """Send a message like ``aiosmtplib.send``, with typed errors and safe retries.
+
+    Every argument of ``aiosmtplib.send`` has the same meaning and default, except that
+    credentials are never sent unencrypted: with a username, STARTTLS is required (unless
+    ``use_tls``), and a connection without TLS is refused with ``InsecureConnection`` before
+    AUTH unless ``allow_insecure_auth=True``. ``policy`` is the :class:`RetryPolicy`
+    (default ``RetryPolicy()``). With ``sock`` (a socket that can be used once) nothing that
+    needs a new connection is retried.
+
+    Returns a :class:`SendResult`, which unpacks as ``(errors, response)``. Raises
+    :class:`~smtp_guard.errors.InvalidInput` (nothing sent) for bad arguments,
+    :class:`~smtp_guard.errors.RecipientsRefused` when every recipient was refused, else the
+    last attempt's typed error.
+    """
+    if policy is None:
+        policy = RetryPolicy()
+    elif not isinstance(policy, RetryPolicy):
+        raise InvalidInput(f"policy must be a RetryPolicy, got {type(policy).__name__}")
+    envelope = make_envelope(message, sender, recipients, mail_options, rcpt_options)
+    params = ConnectParams(
+        hostname=hostname,
+        port=port,
+        username=username,
+        password=password,
+        oauth_token_generator=oauth_token_generator,
+        local_hostname=local_hostname,
+        source_address=source_address,
+        timeout=timeout,
+        use_tls=use_tls,
+        start_tls=start_tls,
+        validate_certs=validate_certs,
+        client_cert=client_cert,
+        client_key=client_key,
+        tls_context=tls_context,
+        cert_bundle=cert_bundle,
+        socket_path=socket_path,
+        sock=sock,
+        allow_insecure_auth=allow_insecure_auth,
+    )
+    if sock is not None and policy.attempts > 1:
+        policy = dataclasses.replace(policy, attempts=1)
+
+    async def acquire() -> Connection:
+        return await open_connection(params)
+
+    async def release(conn: Connection) -> None:
+        await conn.close()
+
+    tracker = hooks.SendTracker(
+        message,
+        sender=envelope.sender,
+        recipients=list(envelope.original.values()),
+        server=params.server,
+    )
+    return await deliver(envelope, acquire=acquire, release=release, policy=policy, tracker=tracker)
+
+
+def _synchronous(func: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, R]:
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            raise RuntimeError(
+                f"smtp_guard.{func.__name__}_sync() was called from inside a running event "
+                f"loop; use `await smtp_guard.{func.__name__}(...)` there instead"
+            )
+        return asyncio.run(func(*args, **kwargs))
+
+    return run
+
+
+send_sync = _synchronous(send)
+send_sync.__name__ = send_sync.__qualname__ = "send_sync"
+send_sync.__doc__ = """:func:`send` for synchronous code (scripts, Django views): same arguments.
+
+Runs its own event loop. Called from inside a running event loop it raises ``RuntimeError``
+saying to await :func:`send` instead.
+"""

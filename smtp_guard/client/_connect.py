@@ -1,0 +1,316 @@
+"""Opening a ready connection: TCP/TLS, greeting, EHLO, the TLS rules, AUTH. Errors mapped.
+
+:func:`open_connection` is the one way the client (and the pooled ``Mailer``) gets a
+:class:`Connection`. The TLS rules:
+
+- ``use_tls=True``: TLS from the first byte.
+- ``start_tls=True``: STARTTLS is required; a server that does not offer it is refused.
+- ``start_tls=None`` (default): STARTTLS when the server offers it. With credentials it is
+  required, not opportunistic: no STARTTLS means :class:`InsecureConnection` before AUTH.
+- ``start_tls=False``: no upgrade.
+- Credentials (password or OAuth token) over an unencrypted connection: refused with
+  :class:`InsecureConnection` before AUTH, unless ``allow_insecure_auth=True``.
+
+A failed certificate check is a permanent :class:`TLSFailed`; a 454 to STARTTLS is transient.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiosmtplib
+from aiosmtplib.smtp import DEFAULT_TIMEOUT
+
+from smtp_guard._enums import Phase
+from smtp_guard.client._mapping import map_error, tls_error
+from smtp_guard.client._validate import check_hostname
+from smtp_guard.errors import (
+    InsecureConnection,
+    InvalidInput,
+    ServerDisconnected,
+    SMTPGuardError,
+    TLSFailed,
+)
+
+__all__ = ["ConnectParams", "Connection", "open_connection"]
+
+#: What the client catches from aiosmtplib and the layers below it (everything else is a bug).
+LOWER_ERRORS = (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError, ssl.SSLError)
+
+_NO_AUTH_HINT = (
+    "The server offers no AUTH (or not the mechanism needed); check the port and the TLS "
+    "settings (many servers offer AUTH only after STARTTLS)."
+)
+
+
+@dataclass(frozen=True)
+class ConnectParams:
+    """How to reach and log in to a server: the connection arguments of ``aiosmtplib.send``.
+
+    The password and the token generator never appear in the repr.
+    """
+
+    hostname: str | None = "localhost"
+    port: int | None = None
+    username: str | bytes | None = None
+    password: str | bytes | None = field(default=None, repr=False)
+    oauth_token_generator: Callable[[], Awaitable[str]] | None = field(default=None, repr=False)
+    local_hostname: str | None = None
+    source_address: tuple[str, int] | None = None
+    timeout: float | None = DEFAULT_TIMEOUT
+    use_tls: bool = False
+    start_tls: bool | None = None
+    validate_certs: bool = True
+    client_cert: str | None = None
+    client_key: str | None = None
+    tls_context: ssl.SSLContext | None = None
+    cert_bundle: str | None = None
+    socket_path: Any = None
+    sock: socket.socket | None = None
+    allow_insecure_auth: bool = False
+
+    def __post_init__(self) -> None:
+        check_hostname(self.hostname, "hostname")
+        check_hostname(self.local_hostname, "local_hostname")
+        if self.password is not None and self.oauth_token_generator is not None:
+            raise InvalidInput("password and oauth_token_generator are mutually exclusive")
+        if self.oauth_token_generator is not None and self.username is None:
+            raise InvalidInput("username is required when using oauth_token_generator")
+        if self.start_tls and self.use_tls:
+            raise InvalidInput("The start_tls and use_tls options are not compatible.")
+        if self.timeout is not None and (
+            isinstance(self.timeout, bool)
+            or not isinstance(self.timeout, int | float)
+            or not self.timeout > 0
+        ):
+            raise InvalidInput(f"timeout must be a positive number or None, got {self.timeout!r}")
+        try:
+            self._client()  # aiosmtplib's own checks of the remaining combinations
+        except ValueError as exc:
+            raise InvalidInput(str(exc)) from None
+
+    @property
+    def has_credentials(self) -> bool:
+        """Whether a login will be attempted after connecting."""
+        return self.username is not None
+
+    @property
+    def server(self) -> str:
+        """``host:port`` (or the socket path) for logs."""
+        if self.socket_path is not None:
+            return str(self.socket_path)
+        port = self.port or (465 if self.use_tls else 587 if self.start_tls else 25)
+        return f"{self.hostname or 'localhost'}:{port}"
+
+    def _client(self) -> aiosmtplib.SMTP:
+        # Credentials and STARTTLS are handled in open_connection, never by aiosmtplib alone.
+        return aiosmtplib.SMTP(
+            hostname=self.hostname,
+            port=self.port,
+            local_hostname=self.local_hostname,
+            source_address=self.source_address,
+            timeout=self.timeout,
+            use_tls=self.use_tls,
+            start_tls=False,
+            validate_certs=self.validate_certs,
+            client_cert=self.client_cert,
+            client_key=self.client_key,
+            tls_context=self.tls_context,
+            cert_bundle=self.cert_bundle,
+            socket_path=self.socket_path,
+            sock=self.sock,
+        )
+
+
+class Connection:
+    """An open, greeted, EHLO'd (and, if asked, encrypted and logged-in) SMTP connection.
+
+    ``client`` is the underlying :class:`aiosmtplib.SMTP`. One transaction at a time.
+    """
+
+    __slots__ = ("client", "encrypted", "params", "transactions")
+
+    def __init__(self, client: aiosmtplib.SMTP, params: ConnectParams, encrypted: bool) -> None:
+        self.client = client
+        self.params = params
+        self.encrypted = encrypted
+        self.transactions = 0  #: transactions completed (for pools)
+
+    def __repr__(self) -> str:
+        state = "open" if self.is_connected else "closed"
+        tls = ", tls" if self.encrypted else ""
+        return f"<Connection {self.params.server} {state}{tls}>"
+
+    @property
+    def is_connected(self) -> bool:
+        """Whether the connection is still open."""
+        return self.client.is_connected
+
+    def supports(self, extension: str) -> bool:
+        """Whether the server advertised ``extension`` in its EHLO reply."""
+        return self.client.supports_extension(extension)
+
+    @property
+    def max_size(self) -> int | None:
+        """The SIZE limit the server advertised (RFC 1870), or None if none/unlimited."""
+        value = self.client.esmtp_extensions.get("size", "").strip()
+        if not value.isdigit() or int(value) == 0:
+            return None
+        return int(value)
+
+    async def reset(self) -> bool:
+        """RSET, to reuse the connection for another transaction. False if it is not usable."""
+        if not self.is_connected:
+            return False
+        try:
+            response = await self.client.execute_command(b"RSET")
+        except LOWER_ERRORS:
+            self.abort()
+            return False
+        if response.code != 250:
+            self.abort()
+            return False
+        return True
+
+    async def close(self) -> None:
+        """QUIT politely (errors ignored) and close."""
+        if self.is_connected:
+            with contextlib.suppress(*LOWER_ERRORS):
+                await self.client.quit(timeout=min(self.params.timeout or 5.0, 5.0))
+        self.abort()
+
+    def abort(self) -> None:
+        """Close the connection at once, without QUIT."""
+        self.client.close()
+
+
+async def open_connection(params: ConnectParams) -> Connection:
+    """Connect, read the greeting, EHLO, apply the TLS rules, log in. Errors are typed.
+
+    Raises :class:`ConnectionFailed`/:class:`ConnectTimeout` (retry), a :class:`ReplyError`
+    for a refusing reply (421 greeting, 454 to STARTTLS, 535 to AUTH...), :class:`TLSFailed`,
+    or :class:`InsecureConnection` (nothing secret was sent). Never leaves a socket open.
+    """
+    client = params._client()
+    try:
+        try:
+            await client.connect()
+        except LOWER_ERRORS as exc:
+            raise map_error(exc, phase=Phase.CONNECT) from exc
+        await _ehlo(client)
+        encrypted = params.use_tls
+        if not encrypted:
+            encrypted = await _maybe_starttls(client, params)
+        if params.has_credentials:
+            if not encrypted and not params.allow_insecure_auth:
+                raise InsecureConnection(
+                    "refusing to send credentials over an unencrypted connection to "
+                    f"{params.server} (the server offers no STARTTLS, or TLS is off); "
+                    "nothing was sent"
+                )
+            await _login(client, params)
+    except BaseException:
+        client.close()
+        raise
+    return Connection(client, params, encrypted)
+
+
+async def _ehlo(client: aiosmtplib.SMTP) -> None:
+    try:
+        try:
+            await client.ehlo()
+        except aiosmtplib.SMTPHeloError:
+            if not client.is_connected:
+                raise
+            await client.helo()
+    except LOWER_ERRORS as exc:
+        raise map_error(exc, phase=Phase.EHLO) from exc
+
+
+async def _maybe_starttls(client: aiosmtplib.SMTP, params: ConnectParams) -> bool:
+    """Upgrade when the rules say so; return whether the connection is now encrypted."""
+    offered = client.supports_extension("starttls")
+    required = params.start_tls is True or (
+        params.start_tls is None and params.has_credentials and not params.allow_insecure_auth
+    )
+    if params.start_tls is False or not (offered or required):
+        return False
+    if not offered:
+        if params.start_tls is True:
+            raise TLSFailed(
+                f"start_tls=True but {params.server} does not offer STARTTLS",
+                permanent=True,
+                hint="Use use_tls=True for an implicit-TLS port (465), or another server.",
+            )
+        raise InsecureConnection(
+            f"{params.server} does not offer STARTTLS, so the credentials were not sent"
+        )
+    try:
+        await client.starttls()
+    except ssl.SSLError as exc:
+        raise tls_error(exc) from exc
+    except LOWER_ERRORS as exc:
+        raise map_error(exc, phase=Phase.STARTTLS) from exc
+    await _ehlo(client)
+    return True
+
+
+async def _login(client: aiosmtplib.SMTP, params: ConnectParams) -> None:
+    username = params.username
+    assert username is not None  # noqa: S101 (has_credentials was checked)
+    if not client.supports_extension("auth"):
+        raise SMTPGuardError(
+            f"{params.server} does not offer AUTH", permanent=True, hint=_NO_AUTH_HINT
+        )
+    try:
+        if params.oauth_token_generator is not None:
+            if "xoauth2" not in client.server_auth_methods:
+                raise SMTPGuardError(
+                    f"{params.server} does not offer AUTH XOAUTH2",
+                    permanent=True,
+                    hint=_NO_AUTH_HINT,
+                )
+            token = await params.oauth_token_generator()
+            await client.auth_xoauth2(username, token)
+            return
+        await _login_password(client, username, params.password or "", params.server)
+    except LOWER_ERRORS as exc:
+        raise map_error(exc, phase=Phase.AUTH) from None
+
+
+async def _login_password(
+    client: aiosmtplib.SMTP, username: str | bytes, password: str | bytes, server: str
+) -> None:
+    """Try the mechanisms both sides support, best first, like aiosmtplib's ``login``.
+
+    Unlike it, stop as soon as the server closed the connection (a 421), so its reply is
+    the error rather than a "Server not connected" from the next mechanism.
+    """
+    methods = client.supported_auth_methods
+    if not methods:
+        raise SMTPGuardError(
+            f"{server} offers no AUTH mechanism smtp_guard supports "
+            f"({', '.join(client.server_auth_methods) or 'none'})",
+            permanent=True,
+            hint=_NO_AUTH_HINT,
+        )
+    last: aiosmtplib.SMTPAuthenticationError | None = None
+    for name in methods:
+        method = getattr(client, f"auth_{name.replace('-', '')}")
+        try:
+            await method(username, password)
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            last = exc
+            if not client.is_connected:
+                break
+        else:
+            return
+    if last is not None:
+        raise last
+    raise ServerDisconnected("connection lost during AUTH")  # pragma: no cover

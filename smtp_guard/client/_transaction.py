@@ -1,0 +1,260 @@
+"""One mail transaction (MAIL, RCPT..., DATA, message) on an open connection.
+
+:func:`run_transaction` never raises for what the server or the network does: it returns a
+:class:`TransactionResult` saying, per recipient, who got the message, who was refused (with
+the typed error), who was not tried (the server said "too many recipients"), and the error that
+stopped the transaction as a whole, if any. Only bad input raises (before MAIL).
+
+It speaks to aiosmtplib's ``execute_command`` directly, not through ``sendmail``, so that:
+
+- a 421 at RCPT keeps its reply (``sendmail`` goes on to the next RCPT and reports
+  "Server not connected");
+- a connection lost after the final "." is told apart from one lost before it
+  (:class:`DeliveryUncertain` versus a retryable :class:`ServerDisconnected`);
+- "452 too many recipients" stops the RCPTs; the rest go in a further transaction.
+"""
+
+from __future__ import annotations
+
+import email.message
+from dataclasses import dataclass, field
+
+import aiosmtplib
+from aiosmtplib.email import flatten_message
+from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
+
+from smtp_guard._enums import Phase
+from smtp_guard.classify import error_from_reply
+from smtp_guard.client._connect import LOWER_ERRORS, Connection
+from smtp_guard.client._mapping import map_error
+from smtp_guard.client._validate import Envelope
+from smtp_guard.errors import (
+    MessageTooLarge,
+    ReplyError,
+    SMTPGuardError,
+    TooManyRecipients,
+)
+
+__all__ = ["Prepared", "TransactionResult", "prepare_message", "run_transaction"]
+
+_NOT_SUPPORTED_HINT = (
+    "The server does not offer SMTPUTF8, needed for a non-ASCII address; use ASCII addresses "
+    "or another server."
+)
+
+
+@dataclass(slots=True)
+class TransactionResult:
+    """What one transaction did, per recipient (bare mailboxes, as in the Envelope)."""
+
+    recipients: tuple[str, ...]  #: the recipients this transaction was for
+    #: accepted at RCPT, whether or not the message then went through
+    accepted: tuple[str, ...] = ()
+    #: the message was handed over for these (the final "." got a 250)
+    delivered: tuple[str, ...] = ()
+    #: refused at RCPT, with the typed error (``permanent`` says whether to try again)
+    refused: dict[str, ReplyError] = field(default_factory=dict)
+    #: never asked for (the server said "too many recipients", or the transaction stopped)
+    not_attempted: tuple[str, ...] = ()
+    #: what stopped the transaction as a whole (MAIL/DATA refused, dropped, uncertain...)
+    error: SMTPGuardError | None = None
+    #: the server's reply to the final "." (has the queue id), when there was one
+    response: aiosmtplib.SMTPResponse | None = None
+
+    @property
+    def owed(self) -> tuple[str, ...]:
+        """Recipients that still need the message (not delivered, not refused for good)."""
+        return tuple(
+            r
+            for r in self.recipients
+            if r not in self.delivered and not (r in self.refused and self.refused[r].permanent)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    data: bytes  # normalised line endings, dot-stuffed, ending in ".\r\n"
+    size: int  # RFC 1870 size (before dot-stuffing)
+    mail_options: tuple[str, ...]
+    encoding: str  # of the addresses on the command line
+
+
+def prepare_message(conn: Connection, envelope: Envelope) -> Prepared:
+    """Flatten the message for this server (8BITMIME, SMTPUTF8) and check it fits SIZE.
+
+    Raises (no I/O) :class:`MessageTooLarge` over the advertised SIZE, or a permanent
+    :class:`SMTPGuardError` if a non-ASCII address needs SMTPUTF8 the server lacks.
+    """
+    options = list(envelope.mail_options)
+    lowered = {o.lower() for o in options}
+    utf8 = envelope.needs_smtputf8 or "smtputf8" in lowered
+    if utf8:
+        if not conn.supports("smtputf8"):
+            raise SMTPGuardError(
+                "an address is not ASCII and the server does not offer SMTPUTF8",
+                permanent=True,
+                hint=_NOT_SUPPORTED_HINT,
+            )
+        if "smtputf8" not in lowered:
+            options.append("SMTPUTF8")
+    message = envelope.message
+    if isinstance(message, email.message.Message):
+        cte = "7bit"
+        if conn.supports("8bitmime"):
+            cte = "8bit"
+            if "body=8bitmime" not in lowered:
+                options.append("BODY=8BITMIME")
+        raw = flatten_message(message, utf8=envelope.needs_smtputf8, cte_type=cte)
+    else:
+        raw = message.encode("ascii") if isinstance(message, str) else message
+    normalised = normalize_message_line_endings(raw)
+    size = len(normalised)
+    limit = conn.max_size
+    if limit is not None and size > limit:
+        raise MessageTooLarge(
+            552,
+            f"5.3.4 Message size {size} exceeds the {limit} octets {conn.params.server} "
+            "advertises (SIZE); nothing was sent",
+            phase=Phase.MAIL,
+            permanent=True,
+            sender=envelope.sender,
+        )
+    if conn.supports("size"):
+        options.insert(0, f"SIZE={size}")
+    data = PERIOD_REGEX.sub(b"..", normalised) + b".\r\n"
+    return Prepared(data, size, tuple(options), "utf-8" if utf8 else "ascii")
+
+
+async def run_transaction(
+    conn: Connection,
+    envelope: Envelope,
+    recipients: tuple[str, ...] | None = None,
+    *,
+    prepared: Prepared | None = None,
+) -> TransactionResult:
+    """Send ``envelope``'s message to ``recipients`` (default: all) in one transaction.
+
+    Never raises for replies or network failures (they are in the result); raises only
+    :class:`MessageTooLarge` / a permanent :class:`SMTPGuardError` from
+    :func:`prepare_message`, before MAIL. After an error the connection may be closed
+    (``conn.is_connected``); otherwise it is ready for the next transaction.
+    """
+    rcpts = envelope.recipients if recipients is None else tuple(recipients)
+    result = TransactionResult(rcpts)
+    if prepared is None:
+        prepared = prepare_message(conn, envelope)
+    if await _mail(conn, envelope, prepared, result) and await _rcpts(
+        conn, envelope, prepared, result
+    ):
+        await _data(conn, envelope, prepared, result)
+    return result
+
+
+async def _mail(
+    conn: Connection, envelope: Envelope, prepared: Prepared, result: TransactionResult
+) -> bool:
+    sender = f"<{envelope.sender}>".encode(prepared.encoding)
+    options = [o.encode("ascii") for o in prepared.mail_options]
+    result.not_attempted = result.recipients
+    try:
+        reply = await conn.client.execute_command(b"MAIL", b"FROM:" + sender, *options)
+    except LOWER_ERRORS as exc:
+        result.error = map_error(exc, phase=Phase.MAIL, sender=envelope.sender)
+        return False
+    if reply.code != 250:
+        result.error = error_from_reply(
+            reply.code, reply.message, Phase.MAIL, sender=envelope.sender
+        )
+        await _rset(conn)
+        return False
+    result.not_attempted = ()
+    return True
+
+
+async def _rcpts(
+    conn: Connection, envelope: Envelope, prepared: Prepared, result: TransactionResult
+) -> bool:
+    """RCPT TO one by one; True when at least one was accepted and the transaction goes on."""
+    rcpts = result.recipients
+    options = [o.encode("ascii") for o in envelope.rcpt_options]
+    accepted: list[str] = []
+    for index, rcpt in enumerate(rcpts):
+        path = f"<{rcpt}>".encode(prepared.encoding)
+        try:
+            reply = await conn.client.execute_command(b"RCPT", b"TO:" + path, *options)
+        except LOWER_ERRORS as exc:
+            result.error = map_error(exc, phase=Phase.RCPT, sender=envelope.sender)
+            result.accepted, result.not_attempted = tuple(accepted), rcpts[index:]
+            return False
+        if reply.code in (250, 251):
+            accepted.append(rcpt)
+            continue
+        error = error_from_reply(
+            reply.code, reply.message, Phase.RCPT, rcpt, sender=envelope.sender
+        )
+        if reply.code == 421 or not conn.is_connected:
+            # The server is closing the channel: nobody gets this message on this connection.
+            result.error = error
+            result.accepted, result.not_attempted = tuple(accepted), rcpts[index:]
+            return False
+        if isinstance(error, TooManyRecipients) and accepted:
+            result.not_attempted = rcpts[index:]
+            break
+        result.refused[rcpt] = error
+    result.accepted = tuple(accepted)
+    if not accepted:
+        await _rset(conn)
+        return False
+    return True
+
+
+async def _data(
+    conn: Connection, envelope: Envelope, prepared: Prepared, result: TransactionResult
+) -> None:
+    """DATA, then the message and its final "."; sets ``delivered`` or ``error``."""
+    client = conn.client
+    try:
+        reply = await client.execute_command(b"DATA")
+    except LOWER_ERRORS as exc:
+        result.error = map_error(exc, phase=Phase.DATA, sender=envelope.sender)
+        return
+    if reply.code != 354:
+        result.error = error_from_reply(
+            reply.code, reply.message, Phase.DATA, sender=envelope.sender
+        )
+        await _rset(conn)
+        return
+    protocol = client.protocol
+    try:
+        if protocol is None:
+            raise aiosmtplib.SMTPServerDisconnected("Connection lost")
+        protocol.write(prepared.data)
+    except LOWER_ERRORS as exc:
+        client.close()
+        result.error = map_error(exc, phase=Phase.MESSAGE, sender=envelope.sender)
+        return
+    try:
+        # No await between write() and read_response(): the reply cannot be missed.
+        reply = await protocol.read_response(timeout=client.timeout)
+    except LOWER_ERRORS as exc:
+        client.close()  # the reply may still come: never pair it with a later command
+        result.error = map_error(
+            exc, phase=Phase.MESSAGE, sender=envelope.sender, after_final_dot=result.accepted
+        )
+        return
+    if reply.code != 250:
+        if reply.code == 421:
+            client.close()
+        result.error = error_from_reply(
+            reply.code, reply.message, Phase.MESSAGE, sender=envelope.sender
+        )
+        return
+    result.delivered = result.accepted
+    result.response = reply
+    conn.transactions += 1
+
+
+async def _rset(conn: Connection) -> None:
+    """Reset the envelope after a refusal, so the connection can be reused (best effort)."""
+    if conn.is_connected:
+        await conn.reset()
