@@ -1,0 +1,193 @@
+"""Celery integration: a real worker process, a real Redis broker, a real SMTP server on loopback.
+
+The worker runs ``tests/_celery_app.py`` (solo pool). Retries are Celery's own (countdown capped
+at 0.2 s by the app's settings), so nothing waits minutes.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _redis import CeleryWorker, RedisServer, redis_available
+from celery import Celery
+from celery.result import AsyncResult
+
+from smtp_guard import errors
+from smtp_guard.classify import error_from_reply
+from smtp_guard.contrib.celery import enqueue, envelope, error_to_dict
+from smtp_guard.errors import InvalidInput
+from smtp_guard.testing import FaultServer, Transaction
+
+pytestmark = pytest.mark.skipif(not redis_available(), reason="redis-server is not installed")
+
+HERE = Path(__file__).parent
+RESULT_TIMEOUT = 30.0
+
+
+@pytest.fixture(scope="module")
+def smtp() -> Iterator[FaultServer]:
+    """One server for the module: its faults are keyed by recipient domain, one per test."""
+    with FaultServer(
+        "rcpt:*@greylist.test=451 4.7.1 Greylisted, try again in 300 seconds x1",
+        "rcpt:*@unknown.test=550 5.1.1 No such user here",
+    ) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    with RedisServer(tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def worker(
+    redis_server: RedisServer, smtp: FaultServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[CeleryWorker]:
+    process = CeleryWorker(
+        "_celery_app",
+        broker_url=redis_server.url,
+        log_path=tmp_path_factory.mktemp("celery") / "worker.log",
+        env={"SMTP_GUARD_TEST_SMTP_PORT": str(smtp.port)},
+        pythonpath=[HERE],
+    )
+    process.start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="module")
+def client_app(redis_server: RedisServer) -> Iterator[Celery]:
+    """The producer side: the same task names, the same broker and result backend."""
+    app = Celery("smtp_guard_tests_client", broker=redis_server.url, backend=redis_server.url)
+    app.conf.update(
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        broker_connection_retry_on_startup=True,
+    )
+    with app.connection_for_write():
+        pass
+    yield app
+    app.close()
+
+
+def _message(*to: str, subject: str = "hello") -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = "app@sender.test"
+    msg["To"] = ", ".join(to)
+    msg["Subject"] = subject
+    msg["Message-ID"] = f"<{uuid.uuid4().hex}@sender.test>"
+    msg.set_content("Hello from the worker.")
+    return msg
+
+
+def _send(app: Celery, message: EmailMessage) -> AsyncResult:
+    result: AsyncResult = enqueue(message, app=app)
+    return result
+
+
+def test_greylisted_recipient_is_retried_by_celery_and_delivered_once(
+    worker: CeleryWorker, client_app: Celery, smtp: FaultServer
+) -> None:
+    message = _message("ok@accept.test", "later@greylist.test")
+    result = _send(client_app, message)
+    outcome: dict[str, Any] = result.get(timeout=RESULT_TIMEOUT)
+
+    assert outcome["delivered"] == ["ok@accept.test", "later@greylist.test"]
+    assert outcome["refused"] == {}
+    assert outcome["retries"] == 1  # one Celery retry, for the greylisted recipient only
+    assert outcome["outcomes"] == {
+        "ok@accept.test": "delivered",
+        "later@greylist.test": "delivered",
+    }
+    assert outcome["message_id"] == message["Message-ID"]
+    got = _stored(smtp, message)
+    # Each recipient got the message exactly once: the retry went only to the one still owed.
+    assert sorted(r for delivery in got for r in delivery.recipients) == [
+        "later@greylist.test",
+        "ok@accept.test",
+    ]
+    assert [d.recipients for d in got] == [["ok@accept.test"], ["later@greylist.test"]]
+    assert "retrying 1 recipient(s)" in worker.log()
+
+
+def test_permanent_failure_fails_the_task_without_retries(
+    worker: CeleryWorker, client_app: Celery, smtp: FaultServer
+) -> None:
+    message = _message("nobody@unknown.test")
+    result = _send(client_app, message)
+    with pytest.raises(Exception, match="RecipientsRefused") as raised:
+        result.get(timeout=RESULT_TIMEOUT)
+    assert result.state == "FAILURE"
+    # The typed error, as the worker raised it (JSON results carry its name and arguments).
+    assert "550" in str(raised.value)
+    assert "5.1.1 No such user here" in str(raised.value)
+    assert "smtp_guard.errors.RecipientsRefused" in (result.traceback or "")
+    assert _stored(smtp, message) == []
+    asked = [t for t in smtp.transactions if "nobody@unknown.test" in t.refused]
+    assert len(asked) == 1  # asked once: no retry
+    assert "retrying" not in _task_lines(worker, result.id)
+
+
+def test_partial_permanent_refusal_is_recorded_in_the_result(
+    worker: CeleryWorker, client_app: Celery, smtp: FaultServer
+) -> None:
+    message = _message("yes@accept.test", "gone@unknown.test")
+    outcome: dict[str, Any] = _send(client_app, message).get(timeout=RESULT_TIMEOUT)
+    assert outcome["delivered"] == ["yes@accept.test"]
+    assert outcome["retries"] == 0
+    refused = outcome["refused"]["gone@unknown.test"]
+    assert refused["code"] == 550
+    assert refused["enhanced"] == "5.1.1"
+    assert refused["permanent"] is True
+    assert issubclass(getattr(errors, refused["error"]), errors.MailboxUnavailable)
+    assert outcome["outcomes"]["gone@unknown.test"] == "refused"
+
+
+def _stored(smtp: FaultServer, message: EmailMessage) -> list[Transaction]:
+    return [t for t in smtp.messages if t.message["Message-ID"] == message["Message-ID"]]
+
+
+def _task_lines(worker: CeleryWorker, task_id: str) -> str:
+    return "\n".join(line for line in worker.log().splitlines() if task_id in line)
+
+
+# --------------------------------------------------------------------------- without a worker
+
+
+def test_envelope_comes_from_the_headers_and_bcc_is_stripped() -> None:
+    msg = _message("to@x.test")
+    msg["Cc"] = "cc@x.test"
+    msg["Bcc"] = "hidden@x.test"
+    raw, sender, recipients = envelope(msg)
+    assert sender == "app@sender.test"
+    assert recipients == ["to@x.test", "cc@x.test", "hidden@x.test"]
+    assert b"hidden@x.test" not in raw
+    raw_again, _, again = envelope(msg.as_bytes())
+    assert again == recipients
+    assert b"hidden@x.test" not in raw_again
+
+
+def test_envelope_without_recipients_is_refused_before_queueing() -> None:
+    msg = EmailMessage()
+    msg["From"] = "app@sender.test"
+    msg.set_content("nobody to send to")
+    with pytest.raises(InvalidInput, match="no recipients"):
+        enqueue(msg)
+
+
+def test_error_to_dict_is_json_ready() -> None:
+    error = error_from_reply(451, "4.7.1 Greylisted, try again in 300 seconds", "rcpt", "a@b.c")
+    described = error_to_dict(error)
+    assert described["code"] == 451
+    assert described["permanent"] is False
+    assert described["retry_after"] == 300.0
+    assert described["phase"] == "rcpt"
+    assert json.loads(json.dumps(described)) == described
