@@ -1,0 +1,776 @@
+"""FaultServer: a real SMTP server on loopback that misbehaves exactly as scripted.
+
+Built on aiosmtpd's protocol class (``aiosmtpd.smtp.SMTP``) for everything aiosmtpd already
+does right (command parsing, pipelined input, DATA transparency, STARTTLS, AUTH PLAIN/LOGIN);
+the faults are applied in three places of our subclass:
+
+* ``push``: every reply goes through it, so the transcript is complete and the greeting
+  (phase ``connect``) can be replaced;
+* a wrapper around each ``smtp_<COMMAND>`` method: the transcript of commands (AUTH payloads
+  masked) and the faults of ``ehlo``, ``starttls``, ``auth``, ``data`` and ``quit``;
+* the handler hooks ``handle_MAIL`` / ``handle_RCPT`` / ``handle_DATA``: the faults that need the
+  parsed address or the message, and the built-in policies (AUTH required, SIZE, rate limit,
+  too many recipients, greylisting).
+
+Replies aiosmtpd cannot produce (no CRLF, not UTF-8, garbage, over-long) are written to the
+stream directly. The server runs either on the caller's event loop (``async with``) or on its
+own loop in a background thread (``start()`` / ``stop()`` / ``with``), so synchronous clients
+such as :mod:`smtplib` can talk to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.message
+import email.policy
+import hmac
+import itertools
+import math
+import random
+import shutil
+import ssl
+import tempfile
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, cast
+
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from smtp_guard._enums import Phase
+from smtp_guard.testing.faults import Fault, RateLimit, Settings, parse_faults
+
+__all__ = ["ConnectionRecord", "FaultServer", "Transaction"]
+
+Outcome = Literal["open", "delivered", "stored-dropped", "rejected", "dropped", "aborted"]
+
+_CRLF = "\r\n"
+
+
+@dataclass
+class Transaction:
+    """One mail transaction, from an accepted MAIL FROM to its end.
+
+    ``outcome`` is ``"open"`` while it runs, then one of: ``"delivered"`` (stored, 2xx sent),
+    ``"stored-dropped"`` (stored, the connection closed before the reply), ``"rejected"``
+    (an error reply after the final dot), ``"dropped"`` (closed after the dot, not stored),
+    ``"aborted"`` (RSET, QUIT, a new EHLO or a lost connection before the end of the data).
+    """
+
+    connection: int
+    peer: str
+    sender: str
+    recipients: list[str] = field(default_factory=list)
+    #: Recipients the server refused, with the reply it gave.
+    refused: dict[str, str] = field(default_factory=dict)
+    data: bytes | None = None
+    outcome: Outcome = "open"
+    #: The reply to the final dot, if one was sent.
+    reply: str | None = None
+    tls: bool = False
+    user: str | None = None
+
+    @property
+    def stored(self) -> bool:
+        """Whether the server kept the message (the recipients "received" it)."""
+        return self.outcome in ("delivered", "stored-dropped")
+
+    @property
+    def message(self) -> email.message.EmailMessage:
+        """The message content parsed (empty if no data arrived)."""
+        return email.message_from_bytes(self.data or b"", policy=email.policy.default)
+
+
+@dataclass
+class ConnectionRecord:
+    """One client connection: its transcript (``"C: ..."`` / ``"S: ..."`` lines)."""
+
+    id: int
+    peer: str
+    transcript: list[str] = field(default_factory=list)
+    tls: bool = False
+    user: str | None = None
+    closed: bool = False
+
+
+@dataclass
+class _FaultState:
+    rng: random.Random
+    hits: int = 0
+
+
+class _Session(Session):
+    """aiosmtpd's session without the log warning its own AUTH code triggers on success."""
+
+    @property
+    def login_data(self) -> Any:
+        return getattr(self, "_login_data", None)
+
+    @login_data.setter
+    def login_data(self, value: Any) -> None:
+        self._login_data = value
+
+
+class _Dropped(asyncio.CancelledError):
+    """Raised inside the connection's task to end it after closing the transport."""
+
+
+class _Hooks:
+    """aiosmtpd's handler object; hands every hook to the connection's own method."""
+
+    async def handle_EHLO(
+        self, server: _FaultSMTP, session: Session, envelope: Envelope, hostname: str,
+        responses: list[str],
+    ) -> list[str]:  # fmt: skip
+        return server.ehlo_lines(hostname)
+
+    async def handle_MAIL(
+        self, server: _FaultSMTP, session: Session, envelope: Envelope, address: str,
+        options: list[str],
+    ) -> str | None:  # fmt: skip
+        return await server.on_mail(address, options)
+
+    async def handle_RCPT(
+        self, server: _FaultSMTP, session: Session, envelope: Envelope, address: str,
+        options: list[str],
+    ) -> str | None:  # fmt: skip
+        return await server.on_rcpt(address, options)
+
+    async def handle_DATA(self, server: _FaultSMTP, session: Session, envelope: Envelope) -> str:
+        return await server.on_message()
+
+
+class _FaultSMTP(SMTP):
+    """One connection of a FaultServer."""
+
+    def __init__(self, owner: FaultServer, record: ConnectionRecord) -> None:
+        settings = owner.settings
+        super().__init__(
+            owner._hooks,
+            data_size_limit=None,  # SIZE is enforced here, with RFC 3463 codes
+            enable_SMTPUTF8=True,
+            decode_data=False,
+            hostname=owner.hostname,
+            ident="smtp_guard FaultServer",
+            tls_context=owner._server_tls if settings.starttls != "off" else None,
+            require_starttls=settings.starttls == "required",
+            auth_require_tls=False,  # decided here, so implicit TLS counts as encrypted
+            authenticator=self._check_login,
+            timeout=owner.idle_timeout,
+            loop=owner._loop,
+        )
+        self.owner = owner
+        self.record = record
+        self._greeted = False
+        self._refusing = False  # after a 5xx greeting: only QUIT is served
+        self._swallow = False  # a fault already wrote the reply the hook's caller will push
+        self._txn: Transaction | None = None
+        self._smtp_methods = {
+            name: self._wrap(name, method) for name, method in self._smtp_methods.items()
+        }
+
+    # -- state ---------------------------------------------------------------------------
+
+    def _create_session(self) -> Session:
+        return _Session(self.loop)
+
+    @property
+    def encrypted(self) -> bool:
+        return self.owner.settings.implicit_tls or self._tls_protocol is not None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if not self.record.peer:
+            peer = transport.get_extra_info("peername")
+            self.record.peer = str(peer[0]) if peer else "?"
+        super().connection_made(transport)
+        self.record.tls = self.encrypted
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self._end_transaction("aborted")
+        self.record.closed = True
+        self.owner._detach(self)
+        super().connection_lost(error)
+
+    def _set_rset_state(self) -> None:
+        self._end_transaction("aborted")
+        super()._set_rset_state()  # type: ignore[no-untyped-call]
+
+    def _end_transaction(self, outcome: Outcome, reply: str | None = None) -> None:
+        txn = getattr(self, "_txn", None)
+        if txn is None:
+            return
+        self._txn = None
+        txn.outcome = outcome
+        txn.reply = reply
+        self.owner._finished(txn)
+
+    def _note(self, direction: str, text: str) -> None:
+        for line in text.split(_CRLF) if text else [""]:
+            self.record.transcript.append(f"{direction}: {line}")
+
+    # -- writing -------------------------------------------------------------------------
+
+    async def push(self, status: str | bytes) -> None:
+        if self._swallow:
+            self._swallow = False
+            return
+        if not self._greeted:
+            self._greeted = True
+            fault = self.owner._pick(Phase.CONNECT, ())
+            if fault is not None and await self._act(fault):
+                self._refusing = (fault.wire_bytes() or b"").startswith(b"5")
+                return
+        text = status if isinstance(status, str) else status.decode("utf-8", "replace")
+        self._note("S", text)
+        await super().push(status)  # type: ignore[type-var]
+
+    async def _write(self, data: bytes) -> None:
+        text = data.decode("utf-8", "backslashreplace")
+        self._note("S", text[:-2] if text.endswith(_CRLF) else text + " (no CRLF)")
+        self._writer.write(data)
+        await self._writer.drain()
+
+    def _drop(self) -> None:
+        """Close the connection now (what was written is still flushed) and end this task."""
+        self._note("S", "(connection closed)")
+        if self.transport is not None:
+            self.transport.close()
+        raise _Dropped
+
+    async def _act(self, fault: Fault, sender: str = "", rcpt: str = "") -> bool:
+        """Carry out ``fault``; True if it answered (so the normal reply must not be sent)."""
+        if fault.delay:
+            await asyncio.sleep(fault.delay)
+        if fault.action in ("delay", "greylist"):
+            return False
+        if fault.action == "drop":
+            self._drop()
+        data = fault.wire_bytes(sender=sender, rcpt=rcpt) or b""
+        await self._write(data)
+        if fault.close or data.startswith(b"421"):
+            self._drop()
+        return True
+
+    async def _act_in_hook(self, fault: Fault, sender: str = "", rcpt: str = "") -> bool:
+        answered = await self._act(fault, sender, rcpt)
+        if answered:
+            self._swallow = True  # aiosmtpd pushes the hook's status next; drop it
+        return answered
+
+    # -- commands ------------------------------------------------------------------------
+
+    _PHASES: Mapping[str, Phase] = {
+        "EHLO": Phase.EHLO,
+        "HELO": Phase.EHLO,
+        "STARTTLS": Phase.STARTTLS,
+        "AUTH": Phase.AUTH,
+        "DATA": Phase.DATA,
+        "QUIT": Phase.QUIT,
+    }
+
+    def _wrap(self, name: str, method: Callable[[str | None], Any]) -> Callable[..., Any]:
+        phase = self._PHASES.get(name)
+
+        async def command(arg: str | None) -> None:
+            if name == "AUTH" and arg:
+                mechanism, _, secret = arg.partition(" ")
+                self._note("C", f"AUTH {mechanism}" + (" ****" if secret else ""))
+            else:
+                self._note("C", name if arg is None else f"{name} {arg}")
+            if self._refusing and name != "QUIT":
+                await self.push("503 5.5.1 Bad sequence of commands: this server refused you")
+                return
+            if phase is not None and await self._command_fault(phase):
+                return
+            if name == "AUTH" and not await self._auth_allowed():
+                return
+            await method(arg)
+
+        return command
+
+    async def _command_fault(self, phase: Phase) -> bool:
+        addresses: Iterable[str] = ()
+        if phase is Phase.DATA:
+            if self.envelope is None or not self.envelope.rcpt_tos:
+                return False  # aiosmtpd answers 503; a scripted DATA fault needs recipients
+            addresses = self.envelope.rcpt_tos
+        fault = self.owner._pick(phase, addresses)
+        return fault is not None and await self._act(fault)
+
+    async def _auth_allowed(self) -> bool:
+        settings = self.owner.settings
+        if not settings.credentials:
+            await self.push("503 5.5.1 Error: authentication not enabled")
+            return False
+        if settings.auth_requires_tls and not self.encrypted:
+            await self.push("538 5.7.11 Encryption required for requested authentication mechanism")
+            return False
+        return True
+
+    async def challenge_auth(
+        self, challenge: str | bytes, encode_to_b64: bool = True, log_client_response: bool = False
+    ) -> Any:
+        answer = await super().challenge_auth(challenge, encode_to_b64, False)
+        self._note("C", "****")
+        return answer
+
+    def _check_login(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
+    ) -> AuthResult:
+        if isinstance(data, LoginPassword):
+            user = data.login.decode("utf-8", "replace")
+            expected = self.owner.settings.credentials.get(user)
+            if expected is not None and hmac.compare_digest(
+                expected.encode("utf-8"), bytes(data.password)
+            ):
+                self.record.user = user
+                return AuthResult(success=True, auth_data=user)
+        return AuthResult(success=False, handled=False)
+
+    def ehlo_lines(self, hostname: str) -> list[str]:
+        if self.session is not None:  # pragma: no branch - set in connection_made
+            self.session.host_name = hostname
+        settings = self.owner.settings
+        lines = [self.hostname]
+        lines.append(f"SIZE {settings.size_limit}" if settings.size_limit else "SIZE")
+        lines += ["8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES"]
+        if settings.pipelining:
+            lines.append("PIPELINING")
+        if settings.starttls != "off" and not self.encrypted:
+            lines.append("STARTTLS")
+        if settings.credentials and (self.encrypted or not settings.auth_requires_tls):
+            lines.append("AUTH LOGIN PLAIN")
+        lines.append("HELP")
+        return [f"250{' ' if i == len(lines) - 1 else '-'}{x}" for i, x in enumerate(lines)]
+
+    # -- hooks: MAIL, RCPT, the message --------------------------------------------------
+
+    async def on_mail(self, address: str, options: list[str]) -> str | None:
+        owner, settings = self.owner, self.owner.settings
+        fault = owner._pick(Phase.MAIL, (address,))
+        if fault is not None and await self._act_in_hook(fault, sender=address):
+            return "250 (already answered)"
+        session, envelope = cast("Session", self.session), cast("Envelope", self.envelope)
+        if settings.credentials and not session.authenticated:
+            return "530 5.7.0 Authentication required"
+        size = next((o[5:] for o in options if o.startswith("SIZE=")), None)
+        if settings.size_limit and size and size.isdigit() and int(size) > settings.size_limit:
+            return "552 5.3.4 Message size exceeds fixed maximum message size"
+        limited = owner._rate_limited()
+        if limited is not None:
+            if limited.startswith("421"):
+                await self._write(f"{limited}\r\n".encode())
+                self._drop()
+            return limited
+        self._end_transaction("aborted")
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        self._txn = Transaction(
+            connection=self.record.id,
+            peer=self.record.peer,
+            sender=address,
+            tls=self.encrypted,
+            user=self.record.user,
+        )
+        owner._begin(self._txn)
+        return "250 2.1.0 Sender OK"
+
+    async def on_rcpt(self, address: str, options: list[str]) -> str | None:
+        owner, settings = self.owner, self.owner.settings
+        session, envelope = cast("Session", self.session), cast("Envelope", self.envelope)
+        sender = envelope.mail_from or ""
+        fault = owner._pick(Phase.RCPT, (address,))
+        refusal: str | None = None
+        if fault is not None and fault.action == "greylist":
+            await self._act(fault)
+            refusal = owner._greylist(session.peer, sender, address, fault.amount)
+        elif fault is not None and await self._act_in_hook(fault, sender=sender, rcpt=address):
+            data = fault.wire_bytes(sender=sender, rcpt=address) or b""
+            if self._txn is not None and not data.startswith(b"2"):
+                self._txn.refused[address] = data.decode("utf-8", "replace").strip()
+            return "250 (already answered)"
+        limit = settings.max_recipients
+        if refusal is None and limit is not None and len(envelope.rcpt_tos) >= limit:
+            refusal = settings.max_recipients_reply
+        if refusal is None and settings.greylist is not None:
+            refusal = owner._greylist(session.peer, sender, address, settings.greylist)
+        if refusal is not None:
+            if self._txn is not None:
+                self._txn.refused[address] = refusal
+            return refusal
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(options)
+        if self._txn is not None:
+            self._txn.recipients.append(address)
+        return "250 2.1.5 Recipient OK"
+
+    async def on_message(self) -> str:
+        envelope = cast("Envelope", self.envelope)
+        content = bytes(envelope.original_content or b"")
+        txn = self._txn
+        if txn is not None:
+            txn.data = content
+        settings = self.owner.settings
+        fault = self.owner._pick(Phase.MESSAGE, envelope.rcpt_tos)
+        sender = envelope.mail_from or ""
+        if fault is not None:
+            if fault.delay:
+                await asyncio.sleep(fault.delay)
+            if fault.action == "store-drop":
+                self.owner._delivered()
+                self._end_transaction("stored-dropped")
+                self._drop()
+            if fault.action == "drop":
+                self._end_transaction("dropped")
+                self._drop()
+            data = fault.wire_bytes(sender=sender)
+            if data is not None:
+                stored = data.startswith(b"2")
+                if stored:
+                    self.owner._delivered()
+                reply = data.decode("utf-8", "replace").strip()
+                self._end_transaction("delivered" if stored else "rejected", reply)
+                await self._write(data)
+                self._swallow = True
+                if fault.close or data.startswith(b"421"):
+                    self._drop()
+                return "250 (already answered)"
+        if settings.size_limit and len(content) > settings.size_limit:
+            reply = "552 5.3.4 Message size exceeds fixed maximum message size"
+            self._end_transaction("rejected", reply)
+            return reply
+        queue_id = f"{self.record.id:04X}{next(self.owner._queue_ids):06X}"
+        reply = f"250 2.0.0 OK: queued as {queue_id}"
+        self.owner._delivered()
+        self._end_transaction("delivered", reply)
+        return reply
+
+
+class FaultServer:
+    """A real SMTP server on loopback that misbehaves as scripted; records what it received.
+
+    ``faults`` are :class:`~smtp_guard.testing.faults.Fault` objects or their text form (see
+    :mod:`smtp_guard.testing.faults`; settings such as ``"size=1M"`` are accepted there too).
+    Keyword arguments set the same settings directly and win over the text form.
+
+    Use it as ``async with FaultServer(...) as srv:`` on the running loop, or as
+    ``with FaultServer(...) as srv:`` / ``srv.start()`` ... ``srv.stop()`` from synchronous code
+    (the server then runs on its own loop in a background thread). ``srv.host`` and
+    ``srv.port`` say where it listens; the port is picked free unless given.
+    """
+
+    def __init__(
+        self,
+        *faults: str | Fault,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        hostname: str = "fault-smtp.test",
+        size_limit: int | None = None,
+        max_recipients: int | None = None,
+        rate_limit: RateLimit | None = None,
+        greylist: float | None = None,
+        credentials: Mapping[str, str] | None = None,
+        auth_requires_tls: bool | None = None,
+        starttls: Literal["off", "on", "required"] | None = None,
+        implicit_tls: bool | None = None,
+        pipelining: bool | None = None,
+        seed: int | None = None,
+        idle_timeout: float = 300.0,
+        on_transaction: Callable[[Transaction], None] | None = None,
+    ) -> None:
+        parsed, settings = parse_faults(faults)
+        overrides: dict[str, object] = {
+            "size_limit": size_limit,
+            "max_recipients": max_recipients,
+            "rate_limit": rate_limit,
+            "greylist": greylist,
+            "auth_requires_tls": auth_requires_tls,
+            "starttls": starttls,
+            "implicit_tls": implicit_tls,
+            "pipelining": pipelining,
+            "seed": seed,
+        }
+        settings = settings.replace(**{k: v for k, v in overrides.items() if v is not None})
+        if credentials:
+            settings = settings.replace(credentials={**settings.credentials, **credentials})
+        self.settings: Settings = settings
+        self.faults: tuple[Fault, ...] = parsed
+        self.host = host
+        self.port = port
+        self.hostname = hostname
+        self.idle_timeout = idle_timeout
+        self.on_transaction = on_transaction
+        self._state = [
+            _FaultState(
+                random.Random(  # noqa: S311 - reproducible test faults, not security
+                    f.seed if f.seed is not None else f"{settings.seed}:{i}"
+                )
+            )
+            for i, f in enumerate(parsed)
+        ]
+        self._hooks = _Hooks()
+        self._lock = threading.Lock()
+        self._transactions: list[Transaction] = []
+        self._connections: list[ConnectionRecord] = []
+        self._active: set[_FaultSMTP] = set()
+        self._greylist_seen: dict[tuple[str, str, str], float] = {}
+        self._deliveries: deque[float] = deque()
+        self._clock_offset = 0.0
+        self._ids = itertools.count(1)
+        self._queue_ids = itertools.count(1)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: asyncio.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._tmpdir: str | None = None
+        self._ca: Any = None
+        self._server_tls: ssl.SSLContext | None = None
+        if settings.starttls != "off" or settings.implicit_tls:
+            self._make_certificates()
+
+    def __repr__(self) -> str:
+        state = f"{self.host}:{self.port}" if self._server is not None else "stopped"
+        return f"<FaultServer {state} faults={[str(f) for f in self.faults]}>"
+
+    # -- TLS -----------------------------------------------------------------------------
+
+    def _make_certificates(self) -> None:
+        import trustme  # noqa: PLC0415 - only when TLS is wanted
+
+        self._ca = trustme.CA()
+        cert = self._ca.issue_cert("localhost", "127.0.0.1", "::1", self.hostname)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        cert.configure_cert(context)
+        self._server_tls = context
+
+    def tls_context(self) -> ssl.SSLContext:
+        """A client context that trusts this server's certificate (and checks it)."""
+        if self._ca is None:
+            self._make_certificates()
+        context = ssl.create_default_context()
+        self._ca.configure_trust(context)
+        return context
+
+    @property
+    def ca_cert_path(self) -> Path:
+        """A PEM file with the CA certificate that signed the server's certificate."""
+        if self._ca is None:
+            self._make_certificates()
+        if self._tmpdir is None:
+            self._tmpdir = tempfile.mkdtemp(prefix="smtp-guard-ca-")
+        path = Path(self._tmpdir) / "ca.pem"
+        if not path.exists():
+            self._ca.cert_pem.write_to_path(str(path))
+        return path
+
+    # -- running -------------------------------------------------------------------------
+
+    async def __aenter__(self) -> FaultServer:
+        await self.start_async()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop_async()
+
+    def __enter__(self) -> FaultServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    async def start_async(self) -> None:
+        """Start listening on the running event loop."""
+        if self._server is not None:
+            raise RuntimeError("this FaultServer is already running")
+        self._loop = asyncio.get_running_loop()
+        tls = self._server_tls if self.settings.implicit_tls else None
+        self._server = await self._loop.create_server(self._connect, self.host, self.port, ssl=tls)
+        self.port = int(self._server.sockets[0].getsockname()[1])
+
+    async def stop_async(self) -> None:
+        """Stop listening, close every open connection and wait for them to end."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.close()
+        tasks = []
+        for protocol in list(self._active):
+            if protocol.transport is not None:
+                protocol.transport.close()
+            if protocol._handler_coroutine is not None:
+                protocol._handler_coroutine.cancel()
+                tasks.append(protocol._handler_coroutine)
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await server.wait_closed()
+        if self._tmpdir is not None:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+            self._tmpdir = None
+
+    def start(self) -> FaultServer:
+        """Start on a background thread with its own event loop; returns once listening."""
+        if self._thread is not None:
+            raise RuntimeError("this FaultServer is already running")
+        ready = threading.Event()
+        failure: list[BaseException] = []
+        loop = asyncio.new_event_loop()
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            try:
+                loop.run_until_complete(self.start_async())
+            except BaseException as exc:  # handed to the starting thread
+                failure.append(exc)
+                ready.set()
+                loop.close()
+                return
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(self.stop_async())
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name=f"FaultServer-{id(self):x}", daemon=True)
+        self._thread.start()
+        ready.wait()
+        if failure:
+            self._thread.join()
+            self._thread = None
+            raise failure[0]
+        return self
+
+    def stop(self) -> None:
+        """Stop the background server started by :meth:`start` (idempotent)."""
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        loop = cast("asyncio.AbstractEventLoop", self._loop)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+
+    def _connect(self) -> _FaultSMTP:
+        record = ConnectionRecord(id=next(self._ids), peer="")
+        protocol = _FaultSMTP(self, record)
+        with self._lock:
+            self._connections.append(record)
+            self._active.add(protocol)
+        return protocol
+
+    def _detach(self, protocol: _FaultSMTP) -> None:
+        with self._lock:
+            self._active.discard(protocol)
+
+    # -- decisions -----------------------------------------------------------------------
+
+    def now(self) -> float:
+        """The server's clock (monotonic seconds), moved on by :meth:`advance_clock`."""
+        return time.monotonic() + self._clock_offset
+
+    def advance_clock(self, seconds: float) -> None:
+        """Pretend ``seconds`` passed: greylisting periods and rate-limit windows move on."""
+        self._clock_offset += seconds
+
+    def _pick(self, phase: Phase, addresses: Iterable[str]) -> Fault | None:
+        addresses = tuple(addresses)
+        for fault, state in zip(self.faults, self._state, strict=True):
+            if fault.phase is not phase or not fault.matches(addresses):
+                continue
+            if fault.times is not None and state.hits >= fault.times:
+                continue
+            if fault.probability is not None and state.rng.random() >= fault.probability:
+                continue
+            state.hits += 1
+            return fault
+        return None
+
+    def _greylist(self, peer: Any, sender: str, rcpt: str, period: float) -> str | None:
+        ip = str(peer[0]) if isinstance(peer, tuple) and peer else str(peer)
+        key = (ip, sender.lower(), rcpt.lower())
+        now = self.now()
+        first = self._greylist_seen.setdefault(key, now)
+        if first == now or now - first < period:
+            wait = max(1, math.ceil(first + period - now))
+            return (
+                f"451 4.7.1 <{rcpt}>: Recipient address rejected: Greylisted, "
+                f"try again in {wait} seconds"
+            )
+        return None
+
+    def _rate_limited(self) -> str | None:
+        limit = self.settings.rate_limit
+        if limit is None:
+            return None
+        now = self.now()
+        while self._deliveries and self._deliveries[0] <= now - limit.window:
+            self._deliveries.popleft()
+        if len(self._deliveries) < limit.messages:
+            return None
+        retry = max(1, math.ceil(self._deliveries[0] + limit.window - now))
+        return limit.reply.replace("{retry}", str(retry))
+
+    def _delivered(self) -> None:
+        self._deliveries.append(self.now())
+
+    def _begin(self, txn: Transaction) -> None:
+        with self._lock:
+            self._transactions.append(txn)
+
+    def _finished(self, txn: Transaction) -> None:
+        if self.on_transaction is not None:
+            self.on_transaction(txn)
+
+    # -- what happened -------------------------------------------------------------------
+
+    @property
+    def transactions(self) -> list[Transaction]:
+        """Every transaction so far (a MAIL FROM the server accepted), oldest first."""
+        with self._lock:
+            return list(self._transactions)
+
+    @property
+    def messages(self) -> list[Transaction]:
+        """The transactions whose message the server kept (delivered or stored-dropped)."""
+        return [t for t in self.transactions if t.stored]
+
+    @property
+    def connections(self) -> list[ConnectionRecord]:
+        with self._lock:
+            return list(self._connections)
+
+    @property
+    def connection_count(self) -> int:
+        with self._lock:
+            return len(self._connections)
+
+    @property
+    def transcript(self) -> list[str]:
+        """All transcript lines of all connections, in connection order."""
+        return [line for c in self.connections for line in list(c.transcript)]
+
+    @property
+    def fault_hits(self) -> list[int]:
+        """How many times each fault fired, in the order given."""
+        return [s.hits for s in self._state]
+
+    def deliveries_to(self, address: str) -> int:
+        """How many kept messages had ``address`` (any case) among their recipients."""
+        wanted = address.lower()
+        return sum(1 for t in self.messages if wanted in (r.lower() for r in t.recipients))
+
+    def reset(self) -> None:
+        """Forget the records, fault counters, greylist and rate-limit history."""
+        with self._lock:
+            self._transactions.clear()
+            self._connections.clear()
+        for state in self._state:
+            state.hits = 0
+        self._greylist_seen.clear()
+        self._deliveries.clear()

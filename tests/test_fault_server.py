@@ -1,0 +1,326 @@
+"""FaultServer over real loopback sockets, with aiosmtplib (and smtplib) as the client."""
+
+from __future__ import annotations
+
+import smtplib
+import socket
+import ssl
+from email.message import EmailMessage
+
+import aiosmtplib
+import pytest
+
+from smtp_guard.testing import Fault, FaultServer
+
+SENDER = "alice@sender.test"
+
+
+def make_message(to: str = "bob@example.test", subject: str = "Hello") -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = SENDER
+    msg["To"] = to
+    msg["Subject"] = subject
+    msg.set_content("Hi there.\n.leading dot survives\n")
+    return msg
+
+
+async def send(
+    srv: FaultServer, recipients: list[str], **kwargs: object
+) -> tuple[dict[str, aiosmtplib.SMTPResponse], str]:
+    options: dict[str, object] = {"start_tls": False, "timeout": 5}
+    options.update(kwargs)
+    return await aiosmtplib.send(
+        make_message(recipients[0]),
+        sender=SENDER,
+        recipients=recipients,
+        hostname=srv.host,
+        port=srv.port,
+        **options,  # type: ignore[arg-type]
+    )
+
+
+# --------------------------------------------------------------------------- basics
+
+
+async def test_listens_on_a_free_loopback_port_and_records_the_transaction() -> None:
+    async with FaultServer() as srv:
+        assert srv.host == "127.0.0.1"
+        assert srv.port > 0
+        refused, reply = await send(srv, ["bob@example.test", "carol@example.test"])
+        assert refused == {}
+        assert reply.startswith("2.0.0 OK")
+
+    assert srv.connection_count == 1
+    [txn] = srv.transactions
+    assert txn.sender == SENDER
+    assert txn.recipients == ["bob@example.test", "carol@example.test"]
+    assert txn.outcome == "delivered"
+    assert txn.message["Subject"] == "Hello"
+    assert b"\r\n.leading dot survives\r\n" in (txn.data or b"")  # dot-unstuffed
+    assert srv.deliveries_to("BOB@example.test") == 1
+    assert srv.deliveries_to("nobody@example.test") == 0
+    assert "c: mail from:<alice@sender.test> size=" in " ".join(srv.transcript).lower()
+    assert srv.transcript[0].startswith("S: 220 ")
+
+
+async def test_two_servers_get_different_ports_and_stop_releases_the_port() -> None:
+    async with FaultServer() as one, FaultServer() as two:
+        assert one.port != two.port
+        port = one.port
+    with socket.socket() as probe, pytest.raises(ConnectionRefusedError):
+        probe.connect(("127.0.0.1", port))
+
+
+def test_sync_start_stop_serves_smtplib_from_a_background_thread() -> None:
+    srv = FaultServer("rcpt:*@bad.test=550 5.1.1 No such user")
+    srv.start()
+    try:
+        with smtplib.SMTP(srv.host, srv.port, timeout=5) as client:
+            refused = client.sendmail(
+                SENDER, ["bob@example.test", "x@bad.test"], b"Subject: s\r\n\r\nhi\r\n"
+            )
+        assert refused == {"x@bad.test": (550, b"5.1.1 No such user")}
+        assert srv.deliveries_to("bob@example.test") == 1
+    finally:
+        srv.stop()
+    srv.stop()  # idempotent
+    with pytest.raises(ConnectionRefusedError), socket.create_connection((srv.host, srv.port)):
+        pass
+
+
+def test_sync_context_manager() -> None:
+    with FaultServer() as srv, smtplib.SMTP(srv.host, srv.port, timeout=5) as client:
+        client.sendmail(SENDER, ["bob@example.test"], b"Subject: s\r\n\r\nhi\r\n")
+    assert len(srv.messages) == 1
+
+
+async def test_starting_twice_is_refused() -> None:
+    async with FaultServer() as srv:
+        with pytest.raises(RuntimeError, match="already running"):
+            await srv.start_async()
+
+
+# --------------------------------------------------------------------------- scripted replies
+
+
+async def test_rcpt_pattern_refuses_only_matching_recipients() -> None:
+    async with FaultServer("rcpt:*@unknown.test=550 5.1.1 <{rcpt}> No such user here") as srv:
+        refused, _ = await send(srv, ["bob@example.test", "ghost@UNKNOWN.test"])
+    assert refused["ghost@UNKNOWN.test"].code == 550
+    assert refused["ghost@UNKNOWN.test"].message == "5.1.1 <ghost@UNKNOWN.test> No such user here"
+    [txn] = srv.messages
+    assert txn.recipients == ["bob@example.test"]
+    assert txn.refused == {"ghost@UNKNOWN.test": "550 5.1.1 <ghost@UNKNOWN.test> No such user here"}
+
+
+async def test_all_recipients_refused_means_no_message() -> None:
+    async with FaultServer("rcpt=550 5.7.1 Relaying denied") as srv:
+        with pytest.raises(aiosmtplib.SMTPRecipientsRefused):
+            await send(srv, ["a@example.test", "b@example.test"])
+    assert srv.messages == []
+    assert srv.transactions[0].outcome == "aborted"
+
+
+async def test_first_n_times_then_normal() -> None:
+    async with FaultServer("mail=451 4.3.0 Try again later x2") as srv:
+        for _ in range(2):
+            with pytest.raises(aiosmtplib.SMTPSenderRefused) as caught:
+                await send(srv, ["bob@example.test"])
+            assert caught.value.code == 451
+        await send(srv, ["bob@example.test"])
+    assert srv.fault_hits == [2]
+    assert srv.deliveries_to("bob@example.test") == 1
+
+
+async def test_multi_line_reply() -> None:
+    fault = Fault.reply_with("mail", "550 5.7.1 Your message was rejected\nSee https://x.test/why")
+    async with FaultServer(fault) as srv:
+        with pytest.raises(aiosmtplib.SMTPSenderRefused) as caught:
+            await send(srv, ["bob@example.test"])
+    assert caught.value.message == "5.7.1 Your message was rejected\nSee https://x.test/why"
+    assert "S: 550-5.7.1 Your message was rejected" in srv.transcript
+    assert "S: 550 See https://x.test/why" in srv.transcript
+
+
+async def test_greeting_421_refuses_the_connection() -> None:
+    async with FaultServer("connect=421 4.3.2 Service shutting down") as srv:
+        with pytest.raises(aiosmtplib.SMTPConnectResponseError) as caught:
+            await send(srv, ["bob@example.test"])
+    assert caught.value.code == 421
+    assert srv.transcript[-1] == "S: (connection closed)"
+
+
+async def test_greeting_554_then_only_quit_is_served() -> None:
+    async with FaultServer("greeting=554 5.7.1 No SMTP service here") as srv:
+        client = aiosmtplib.SMTP(hostname=srv.host, port=srv.port, start_tls=False, timeout=5)
+        with pytest.raises(aiosmtplib.SMTPConnectResponseError):
+            await client.connect()
+    assert "S: 554 5.7.1 No SMTP service here" in srv.transcript
+
+
+async def test_ehlo_fault_applies_to_helo_too() -> None:
+    async with FaultServer("ehlo=554 5.7.1 Go away") as srv:
+        with pytest.raises(aiosmtplib.SMTPHeloError):
+            await send(srv, ["bob@example.test"])
+    assert srv.fault_hits == [2]  # aiosmtplib falls back from EHLO to HELO
+    assert "C: HELO localhost" in srv.transcript
+
+
+async def test_ehlo_fault_once_lets_the_helo_fallback_through() -> None:
+    async with FaultServer("ehlo=554 5.7.1 Go away x1") as srv:
+        await send(srv, ["bob@example.test"])
+    assert len(srv.messages) == 1
+    assert srv.transcript[1:3] == ["C: EHLO localhost", "S: 554 5.7.1 Go away"]
+
+
+async def test_data_fault_replaces_354() -> None:
+    async with FaultServer("data=451 4.3.0 Not now") as srv:
+        with pytest.raises(aiosmtplib.SMTPDataError) as caught:
+            await send(srv, ["bob@example.test"])
+    assert caught.value.code == 451
+    assert srv.messages == []
+
+
+async def test_message_fault_rejects_after_the_dot() -> None:
+    async with FaultServer("message:*@spam.test=554 5.7.1 Message judged as spam") as srv:
+        await send(srv, ["bob@example.test"])
+        with pytest.raises(aiosmtplib.SMTPDataError) as caught:
+            await send(srv, ["x@spam.test"])
+    assert caught.value.code == 554
+    assert [t.outcome for t in srv.transactions] == ["delivered", "rejected"]
+    assert srv.transactions[1].data is not None  # the data arrived, it was not kept
+
+
+# --------------------------------------------------------------------------- disconnects
+
+
+async def test_drop_at_mail_closes_without_a_reply() -> None:
+    async with FaultServer("mail=drop") as srv:
+        with pytest.raises(aiosmtplib.SMTPServerDisconnected):
+            await send(srv, ["bob@example.test"])
+    assert srv.transactions == []
+    assert srv.transcript[-2].startswith("C: MAIL FROM:<alice@sender.test>")
+    assert srv.transcript[-1] == "S: (connection closed)"
+
+
+async def test_store_then_drop_keeps_the_message_but_sends_no_reply() -> None:
+    async with FaultServer("message=store-drop x1") as srv:
+        with pytest.raises(aiosmtplib.SMTPServerDisconnected):
+            await send(srv, ["bob@example.test"])
+        assert srv.deliveries_to("bob@example.test") == 1  # delivered, though the client can't know
+        await send(srv, ["bob@example.test"])  # a retry delivers it twice
+    assert srv.deliveries_to("bob@example.test") == 2
+    assert [t.outcome for t in srv.transactions] == ["stored-dropped", "delivered"]
+
+
+async def test_drop_after_the_dot_does_not_keep_the_message() -> None:
+    async with FaultServer("dot=drop") as srv:
+        with pytest.raises(aiosmtplib.SMTPServerDisconnected):
+            await send(srv, ["bob@example.test"])
+    assert srv.deliveries_to("bob@example.test") == 0
+    assert srv.transactions[0].outcome == "dropped"
+
+
+async def test_close_modifier_and_421_close_the_connection_after_replying() -> None:
+    async with FaultServer("rcpt=421 4.7.0 Too many errors, closing") as srv:
+        with pytest.raises(aiosmtplib.SMTPRecipientsRefused) as caught:
+            await send(srv, ["bob@example.test"])
+    assert caught.value.recipients[0].code == 421
+    assert srv.transcript[-2:] == [
+        "S: 421 4.7.0 Too many errors, closing",
+        "S: (connection closed)",
+    ]
+
+
+# --------------------------------------------------------------------------- AUTH and TLS
+
+
+async def test_auth_valid_and_invalid_credentials_and_masked_transcript() -> None:
+    async with FaultServer("auth=alice:s3cret-pw") as srv:
+        with pytest.raises(aiosmtplib.SMTPAuthenticationError) as caught:
+            await send(srv, ["bob@example.test"], username="alice", password="wrong-pw")
+        assert caught.value.code == 535
+        await send(srv, ["bob@example.test"], username="alice", password="s3cret-pw")
+        # no login at all: mail is refused
+        with pytest.raises(aiosmtplib.SMTPSenderRefused) as no_login:
+            await send(srv, ["bob@example.test"])
+        assert no_login.value.code == 530
+    transcript = "\n".join(srv.transcript)
+    assert "C: AUTH PLAIN ****" in transcript
+    assert "s3cret" not in transcript
+    assert "wrong-pw" not in transcript
+    assert "s3cret" not in repr(srv)
+    assert "s3cret" not in repr(srv.settings)
+    [txn] = srv.messages
+    assert txn.user == "alice"
+
+
+async def test_auth_login_mechanism_masks_each_step() -> None:
+    async with FaultServer(credentials={"alice": "pw-123"}) as srv:
+        client = aiosmtplib.SMTP(hostname=srv.host, port=srv.port, start_tls=False, timeout=5)
+        async with client:
+            await client.ehlo()
+            await client.auth_login("alice", "pw-123")
+    assert "C: AUTH LOGIN ****" in srv.transcript
+    assert srv.transcript.count("C: ****") == 1
+    assert "pw-123" not in "\n".join(srv.transcript)
+    assert srv.connections[0].user == "alice"
+
+
+async def test_auth_is_not_offered_without_credentials() -> None:
+    async with FaultServer() as srv:
+        client = aiosmtplib.SMTP(hostname=srv.host, port=srv.port, start_tls=False, timeout=5)
+        async with client:
+            assert not client.supports_extension("auth")
+            reply = await client.execute_command(b"AUTH", b"PLAIN", b"AGFiYwBkZWY=")
+    assert reply.code == 503
+
+
+async def test_starttls_with_the_generated_certificate() -> None:
+    async with FaultServer(starttls="on", credentials={"u": "p"}, auth_requires_tls=True) as srv:
+        assert srv.ca_cert_path.read_text().startswith("-----BEGIN CERTIFICATE-----")
+        client = aiosmtplib.SMTP(hostname=srv.host, port=srv.port, start_tls=False, timeout=5)
+        async with client:
+            await client.ehlo()
+            assert client.supports_extension("starttls")
+            assert not client.supports_extension("auth")  # only after STARTTLS
+            await client.starttls(tls_context=srv.tls_context())
+            await client.ehlo()
+            assert client.supports_extension("auth")
+            await client.login("u", "p")
+            await client.sendmail(SENDER, ["bob@example.test"], "Subject: s\r\n\r\nhi\r\n")
+    [txn] = srv.messages
+    assert txn.tls
+    assert srv.connections[0].tls
+
+
+async def test_starttls_fails_certificate_check_without_the_ca() -> None:
+    async with FaultServer(starttls="on") as srv:
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await send(srv, ["bob@example.test"], start_tls=True)
+
+
+async def test_starttls_required_refuses_mail_before_tls() -> None:
+    async with FaultServer("starttls=required") as srv:
+        with pytest.raises(aiosmtplib.SMTPSenderRefused) as caught:
+            await send(srv, ["bob@example.test"])
+        assert caught.value.code == 530
+        await send(srv, ["bob@example.test"], start_tls=True, tls_context=srv.tls_context())
+    assert len(srv.messages) == 1
+
+
+async def test_starttls_hidden_by_default() -> None:
+    async with FaultServer() as srv:
+        client = aiosmtplib.SMTP(hostname=srv.host, port=srv.port, start_tls=False, timeout=5)
+        async with client:
+            await client.ehlo()
+            assert not client.supports_extension("starttls")
+            reply = await client.execute_command(b"STARTTLS")
+    assert reply.code == 454
+
+
+async def test_implicit_tls() -> None:
+    async with FaultServer("tls=implicit", credentials={"u": "p"}, auth_requires_tls=True) as srv:
+        await send(srv, ["bob@example.test"], use_tls=True, tls_context=srv.tls_context(),
+                   username="u", password="p")  # fmt: skip
+    assert srv.messages[0].tls
