@@ -20,11 +20,10 @@ from celery.result import AsyncResult
 
 from smtp_guard import errors
 from smtp_guard.classify import error_from_reply
-from smtp_guard.contrib.celery import enqueue, envelope, error_to_dict
+from smtp_guard.contrib.celery import GuardedTask, enqueue, envelope, error_to_dict
 from smtp_guard.errors import InvalidInput
+from smtp_guard.policy import RetryPolicy
 from smtp_guard.testing import FaultServer, Transaction
-
-pytestmark = pytest.mark.skipif(not redis_available(), reason="redis-server is not installed")
 
 HERE = Path(__file__).parent
 RESULT_TIMEOUT = 30.0
@@ -36,12 +35,18 @@ def smtp() -> Iterator[FaultServer]:
     with FaultServer(
         "rcpt:*@greylist.test=451 4.7.1 Greylisted, try again in 300 seconds x1",
         "rcpt:*@unknown.test=550 5.1.1 No such user here",
+        "message:*@flaky.test=451 4.3.0 Local error in processing x1",
+        "message:*@uncertain.test=store-drop",
+        "message:*@opted-in.test=store-drop x1",
+        "rcpt:*@always.test=451 4.3.0 Try later",
     ) as server:
         yield server
 
 
 @pytest.fixture(scope="module")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    if not redis_available():
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
     with RedisServer(tmp_path_factory.mktemp("redis")) as server:
         yield server
 
@@ -151,6 +156,35 @@ def test_partial_permanent_refusal_is_recorded_in_the_result(
     assert outcome["outcomes"]["gone@unknown.test"] == "refused"
 
 
+def test_transient_failure_of_the_whole_message_is_retried_by_celery(
+    worker: CeleryWorker, client_app: Celery, smtp: FaultServer
+) -> None:
+    message = _message("a@flaky.test", "b@flaky.test")
+    outcome: dict[str, Any] = _send(client_app, message).get(timeout=RESULT_TIMEOUT)
+    assert outcome["delivered"] == ["a@flaky.test", "b@flaky.test"]
+    assert outcome["retries"] == 1
+    assert [
+        t.outcome for t in smtp.transactions if t.recipients == ["a@flaky.test", "b@flaky.test"]
+    ] == [
+        "rejected",
+        "delivered",
+    ]
+    assert len(_stored(smtp, message)) == 1
+
+
+def test_uncertain_delivery_fails_the_task_and_is_not_sent_again(
+    worker: CeleryWorker, client_app: Celery, smtp: FaultServer
+) -> None:
+    message = _message("c@uncertain.test")
+    result = _send(client_app, message)
+    with pytest.raises(errors.DeliveryUncertain, match="may or may not have arrived"):
+        result.get(timeout=RESULT_TIMEOUT)
+    assert result.state == "FAILURE"
+    assert "smtp_guard.errors.DeliveryUncertain" in (result.traceback or "")
+    assert len(_stored(smtp, message)) == 1  # the server kept it once; no second copy
+    assert "retrying" not in _task_lines(worker, result.id)
+
+
 def _stored(smtp: FaultServer, message: EmailMessage) -> list[Transaction]:
     return [t for t in smtp.messages if t.message["Message-ID"] == message["Message-ID"]]
 
@@ -191,3 +225,83 @@ def test_error_to_dict_is_json_ready() -> None:
     assert described["retry_after"] == 300.0
     assert described["phase"] == "rcpt"
     assert json.loads(json.dumps(described)) == described
+
+
+# --------------------------------------------------------------------------- eager: own tasks
+
+
+@pytest.fixture
+def eager_app(smtp: FaultServer) -> Iterator[Celery]:
+    """An app that runs tasks in-process (retries at once): for the base class's decisions."""
+    app = Celery("smtp_guard_eager", set_as_current=False)
+    app.conf.update(
+        task_always_eager=True,
+        smtp_guard={
+            "hostname": "127.0.0.1",
+            "port": smtp.port,
+            "timeout": 5,
+            "policy": RetryPolicy(attempts=1),
+        },
+    )
+    yield app
+    app.close()
+
+
+def _own_task(app: Celery, **options: Any) -> Any:
+    @app.task(bind=True, base=GuardedTask, name="tests.own_send", **options)  # type: ignore[untyped-decorator]
+    def own_send(
+        self: GuardedTask,
+        message: bytes,
+        sender: str | None = None,
+        recipients: list[str] | None = None,
+        previous: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        return self.guarded_send(message, sender, recipients, previous)
+
+    return own_send
+
+
+def test_own_task_gives_up_after_max_retries_with_the_typed_error(
+    eager_app: Celery, smtp: FaultServer
+) -> None:
+    task = _own_task(eager_app, max_retries=2)
+    message = _message("x@always.test")
+    result = enqueue(message, task=task)
+    with pytest.raises(errors.RecipientsRefused) as raised:
+        result.get()
+    # The guard's own typed error, not a Celery wrapper: transient, with the server's reply.
+    assert raised.value.permanent is False
+    assert raised.value.refused["x@always.test"].code == 451
+    asked = [t for t in smtp.transactions if "x@always.test" in t.refused]
+    assert len(asked) == 3  # the first try and max_retries=2 retries
+
+
+def test_uncertain_delivery_is_retried_only_when_configured(
+    eager_app: Celery, smtp: FaultServer
+) -> None:
+    eager_app.conf.smtp_guard = {**eager_app.conf.smtp_guard, "retry_uncertain": True}
+    task = _own_task(eager_app)
+    message = _message("y@opted-in.test")
+    outcome = enqueue(message, task=task).get()
+    assert outcome["delivered"] == ["y@opted-in.test"]
+    assert outcome["retries"] == 1
+    # The caller opted in: the first copy was stored before the drop, so it arrived twice.
+    assert len(_stored(smtp, message)) == 2
+
+
+def test_countdown_uses_the_server_hint_then_the_cap(eager_app: Celery) -> None:
+    task = _own_task(eager_app)
+    hinted = error_from_reply(451, "4.7.1 Greylisted, try again in 300 seconds", "rcpt", "a@b.c")
+    plain = error_from_reply(451, "4.3.0 Try later", "rcpt", "a@b.c")
+    eager_app.conf.smtp_guard = {
+        **eager_app.conf.smtp_guard,
+        "policy": {"initial_wait": 2.0, "max_wait": 60.0, "jitter": 0.0},
+    }
+    task.push_request(retries=2)
+    try:
+        assert task.countdown_for(hinted) == 300.0
+        assert task.countdown_for(plain) == 8.0  # initial_wait * 2**retries
+        eager_app.conf.smtp_guard = {**eager_app.conf.smtp_guard, "max_countdown": 5}
+        assert task.countdown_for(hinted) == 5.0
+    finally:
+        task.pop_request()
