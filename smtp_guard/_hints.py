@@ -38,7 +38,8 @@ HINTS: MappingProxyType[Category, str] = MappingProxyType(
         ),
         Category.MAILBOX_BUSY: "The mailbox is busy or locked; retry later.",
         Category.USER_NOT_LOCAL: (
-            "The user is not hosted here; send to the forward path the server names instead."
+            "The user is not hosted here; resend to err.forward_path if the server named one, "
+            "else ask the recipient for their new address."
         ),
         Category.STORAGE_EXCEEDED: (
             "The message exceeds a storage limit; send a smaller message or try again later."
@@ -56,12 +57,12 @@ HINTS: MappingProxyType[Category, str] = MappingProxyType(
             "Too many recipients in one transaction; send the rest in another transaction."
         ),
         Category.RATE_LIMITED: (
-            "You are sending too fast for this server; slow down and retry after the wait "
-            "it asks for."
+            "You are sending too fast for this server; slow down and retry after "
+            "err.retry_after seconds, or a few minutes if it is None."
         ),
         Category.GREYLISTED: (
             "The server greylisted this sender; retry the same message in a few minutes "
-            "(it is accepted then)."
+            "(it is normally accepted then)."
         ),
         Category.SPAM_REJECTED: (
             "The content was judged as spam; review the message content, links and sending "
@@ -101,8 +102,8 @@ HINTS: MappingProxyType[Category, str] = MappingProxyType(
             "The address is not valid for this server; fix its syntax or use another address."
         ),
         Category.BAD_SEQUENCE: (
-            "Commands came in the wrong order (for example RCPT before MAIL, or no AUTH first); "
-            "this is a client bug."
+            "Commands came in the wrong order (for example RCPT before MAIL, or MAIL before "
+            "AUTH); report it as a bug in the sending code."
         ),
         Category.NOT_IMPLEMENTED: (
             "The server does not support a command or option used; turn that option off."

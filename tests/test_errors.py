@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from smtp_guard import errors
 from smtp_guard._enums import Category, Phase
+from smtp_guard._hints import HINTS, hint_for
 from smtp_guard.classify import error_from_reply
 from smtp_guard.errors import (
     AuthError,
@@ -592,3 +593,25 @@ def test_syntax_error_keeps_its_class_through_history() -> None:
     first = CommandSyntaxError(501, "5.5.4 Bad address syntax", phase="mail")
     last = CommandSyntaxError(501, "5.5.4 Bad address syntax", phase="mail", history=[first])
     assert _roundtrip(last).history == (first,)
+
+
+# --------------------------------------------------------------------------- hints
+
+
+def test_every_category_has_one_actionable_english_sentence() -> None:
+    assert set(HINTS) == set(Category)
+    for category, hint in HINTS.items():
+        assert hint_for(category) == hint
+        assert hint[0].isupper(), category
+        assert hint.endswith("."), category
+        assert len(re.findall(r"[.!?](?:\s|$)", hint)) == 1, f"{category}: one sentence"
+        assert len(hint) <= 130, category
+        assert category_class(category)(550, "x").hint == hint
+
+
+def test_non_reply_errors_have_their_own_hint() -> None:
+    hints = {cls: cls.default_hint for cls in PUBLIC_CLASSES if not issubclass(cls, ReplyError)}
+    for cls, hint in hints.items():
+        assert hint.endswith("."), cls.__name__
+        if cls is not SMTPGuardError:
+            assert hint != SMTPGuardError.default_hint, cls.__name__
