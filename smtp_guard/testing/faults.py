@@ -31,7 +31,8 @@ against the whole address: ``*@example.test``, ``bob@*``, ``*``.
 ``ACTION`` is one of:
 
     550 5.1.1 No such user   a reply: three digits, then the text; ``\n`` in the text starts
-                             another line of a multi-line reply (the code is repeated).
+                             another line of a multi-line reply (the code is repeated);
+                             ``\\`` is one backslash.
                              A 421 reply also closes the connection, as RFC 5321 says.
     drop                     close the connection without replying
     store-drop               (message only) keep the message, then close before replying:
@@ -57,7 +58,8 @@ against the whole address: ``*@example.test``, ``bob@*``, ``*``.
 A reply whose text really ends with a word that looks like a modifier goes in double quotes:
 ``mail="550 5.7.1 Refused x2"``.
 
-``SETTING`` configures the server instead of one phase:
+``SETTING`` configures the server instead of one phase (``auth`` and ``starttls`` are both:
+``auth=535 5.7.8 Nope`` is a fault of the AUTH phase, ``auth=alice:pw`` a setting):
 
     size=10M                 advertise SIZE 10485760 (K, M, G are powers of 1024) and refuse
                              larger messages with 552 5.3.4
@@ -277,7 +279,8 @@ class Fault:
         if self.action == "reply":
             if self.reply is None:
                 raise ValueError("action 'reply' needs reply='NNN text'")
-            _check_reply(self.reply)
+            tidy = "\n".join(line.rstrip() for line in _check_reply(self.reply).split("\n"))
+            object.__setattr__(self, "reply", tidy)
         if self.action == "raw" and self.raw is None:
             raise ValueError("action 'raw' needs raw=b'...'")
         if self.pattern is not None and phase not in _PATTERN_PHASES:
@@ -357,7 +360,7 @@ class Fault:
         """The text form; :func:`parse_fault` reads it back to an equal fault."""
         head = self.phase.value + (f":{self.pattern}" if self.pattern is not None else "")
         if self.action == "reply" and self.reply is not None:
-            text = self.reply.replace("\n", "\\n")
+            text = self.reply.replace("\\", "\\\\").replace("\n", "\\n")
             action = f'"{text}"' if _strip_modifiers(text)[1] else text
         elif self.action == "delay":
             action = f"delay={format_duration(self.delay)}"
@@ -430,6 +433,18 @@ def _strip_modifiers(text: str) -> tuple[str, list[str]]:
     return " ".join(tokens), mods
 
 
+_ACTION_START = re.compile(
+    r'\s*(?:"|\d{3}(?:\s|$)|(?:drop|store-drop|garbage|no-crlf|non-utf8)(?:\s|$)|'
+    r"(?:delay|raw|long|greylist)=)",
+    re.IGNORECASE,
+)
+
+
+def _is_action(value: str) -> bool:
+    """Whether ``value`` is a fault action (so ``auth=``/``starttls=`` name the phase)."""
+    return _ACTION_START.match(value) is not None
+
+
 def _fail(spec: str, part: str, why: str) -> FaultSpecError:
     spec = _redact(spec)
     shown = f" in {part!r}" if part and part != spec else ""
@@ -459,7 +474,7 @@ def parse_fault(spec: str) -> Fault | tuple[str, object]:
     head = head.strip()
     name, colon, pattern = head.partition(":")
     key = name.strip().lower()
-    if key in SETTINGS and not colon:
+    if key in SETTINGS and not colon and not (key in _PHASE_ALIASES and _is_action(rest)):
         return _parse_setting(spec, key, rest.strip())
     phase = _PHASE_ALIASES.get(key)
     if phase is None:
@@ -497,15 +512,20 @@ def parse_fault(spec: str) -> Fault | tuple[str, object]:
         raise _fail(spec, rest if quoted is None else quoted, str(exc)) from None
 
 
+def _unescape_text(text: str) -> str:
+    """``\\n`` in a reply's text form is a line break, ``\\\\`` a backslash."""
+    return re.sub(r"\\([n\\])", lambda m: "\n" if m.group(1) == "n" else "\\", text)
+
+
 def _make_fault(  # noqa: PLR0911 (one return per action reads as a table)
     spec: str, phase: Phase, quoted: str | None, action_text: str, options: dict[str, object]
 ) -> Fault:
     if quoted is not None:
-        return Fault.reply_with(phase, quoted.replace("\\n", "\n"), **options)
+        return Fault.reply_with(phase, _unescape_text(quoted), **options)
     word, _, value = action_text.partition("=")
     word = word.strip().lower()
     if action_text[:3].isdigit():
-        return Fault.reply_with(phase, action_text.replace("\\n", "\n"), **options)
+        return Fault.reply_with(phase, _unescape_text(action_text), **options)
     if word in ("drop", "store-drop", "garbage", "no-crlf", "non-utf8") and not value:
         return Fault(phase, word, **options)  # type: ignore[arg-type]
     if word in ("delay", "greylist"):
