@@ -289,8 +289,8 @@ async def _login_password(
 ) -> None:
     """Try the mechanisms both sides support, best first, like aiosmtplib's ``login``.
 
-    Unlike it, stop as soon as the server closed the connection (a 421), so its reply is
-    the error rather than a "Server not connected" from the next mechanism.
+    Unlike it, stop at a 4xx: after a 421 the connection is closed (its reply is the error,
+    not a "Server not connected" from the next mechanism), and a 454 is worth a retry later.
     """
     methods = client.supported_auth_methods
     if not methods:
@@ -307,8 +307,8 @@ async def _login_password(
             await method(username, password)
         except aiosmtplib.SMTPAuthenticationError as exc:
             last = exc
-            if not client.is_connected:
-                break
+            if exc.code < 500 or not client.is_connected:
+                break  # 454 (retry later) or 421 (closed): another mechanism will not help
         else:
             return
     if last is not None:

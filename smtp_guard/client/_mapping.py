@@ -82,16 +82,16 @@ def _ssl_cause(exc: BaseException) -> ssl.SSLError | None:
 
 def tls_error(exc: ssl.SSLError) -> TLSFailed:
     """A failed handshake: a certificate problem is permanent, a dropped handshake is not."""
+    detail = getattr(exc, "verify_message", None) or getattr(exc, "reason", None) or str(exc)
     if isinstance(exc, ssl.SSLCertVerificationError):
-        detail = exc.verify_message or exc.reason or str(exc)
         return TLSFailed(f"TLS certificate check failed: {detail}", permanent=True)
     if isinstance(exc, ssl.SSLEOFError | ssl.SSLZeroReturnError):
         return TLSFailed(
-            f"the server closed the connection during the TLS handshake: {exc.reason or exc}",
+            f"the server closed the connection during the TLS handshake: {detail}",
             permanent=False,
             hint="The TLS handshake was cut short; retry later.",
         )
-    return TLSFailed(f"TLS handshake failed: {exc.reason or exc}", permanent=True)
+    return TLSFailed(f"TLS handshake failed: {detail}", permanent=True)
 
 
 def map_error(

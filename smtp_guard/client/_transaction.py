@@ -197,7 +197,7 @@ async def _rcpts(
             result.error = error
             result.accepted, result.not_attempted = tuple(accepted), rcpts[index:]
             return False
-        if isinstance(error, TooManyRecipients) and accepted:
+        if accepted and _too_many(error):
             result.not_attempted = rcpts[index:]
             break
         result.refused[rcpt] = error
@@ -252,6 +252,13 @@ async def _data(
     result.delivered = result.accepted
     result.response = reply
     conn.transactions += 1
+
+
+def _too_many(error: ReplyError) -> bool:
+    """452/552 "too many recipients" (RFC 5321 4.5.3.1.10; X.5.3 in RFC 3463)."""
+    return isinstance(error, TooManyRecipients) or (
+        error.code in (452, 552) and (error.enhanced or "").endswith(".5.3")
+    )
 
 
 async def _rset(conn: Connection) -> None:

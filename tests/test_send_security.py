@@ -1,0 +1,287 @@
+"""Credentials, TLS rules, input checks and secrets, over real sockets."""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from collections.abc import Iterator
+from typing import Any
+
+import aiosmtplib
+import pytest
+
+from smtp_guard.client import send
+from smtp_guard.client._connect import ConnectParams
+from smtp_guard.errors import (
+    AuthFailed,
+    InsecureConnection,
+    InvalidInput,
+    MessageTooLarge,
+    SMTPGuardError,
+    TLSFailed,
+    TransientError,
+)
+from smtp_guard.policy import RetryPolicy, no_wait
+from smtp_guard.testing import Fault, FaultServer
+
+RAW = b"Subject: secure\r\n\r\nbody\r\n"
+SECRET = "s3cret-Pa55word"
+RCPTS = ["one@rcpt.test"]
+
+
+@pytest.fixture(autouse=True)
+def _no_real_sleep() -> Iterator[None]:
+    with no_wait():
+        yield
+
+
+def kw(server: FaultServer, **extra: Any) -> dict[str, Any]:
+    return {"hostname": server.host, "port": server.port, "local_hostname": "client.test", **extra}
+
+
+def commands(server: FaultServer) -> list[str]:
+    return [line[3:].split(" ")[0].upper() for line in server.transcript if line.startswith("C:")]
+
+
+async def test_credentials_without_starttls_are_refused_before_auth() -> None:
+    async with FaultServer(f"auth=alice:{SECRET}") as srv:
+        with pytest.raises(InsecureConnection) as caught:
+            await send(
+                RAW,
+                sender="a@sender.test",
+                recipients=RCPTS,
+                username="alice",
+                password=SECRET,
+                **kw(srv),
+            )
+        assert "AUTH" not in commands(srv)
+        assert srv.messages == []
+        assert srv.connection_count == 1  # permanent: not retried
+    assert caught.value.permanent
+
+
+async def test_start_tls_false_with_credentials_is_refused_too() -> None:
+    async with FaultServer(f"auth=alice:{SECRET}", "starttls=on") as srv:
+        with pytest.raises(InsecureConnection):
+            await send(
+                RAW,
+                sender="a@sender.test",
+                recipients=RCPTS,
+                start_tls=False,
+                username="alice",
+                password=SECRET,
+                **kw(srv),
+            )
+        assert "AUTH" not in commands(srv)
+
+
+async def test_allow_insecure_auth_logs_in_on_a_trusted_relay() -> None:
+    async with FaultServer(f"auth=alice:{SECRET}") as srv:
+        result = await send(
+            RAW,
+            sender="a@sender.test",
+            recipients=RCPTS,
+            username="alice",
+            password=SECRET,
+            allow_insecure_auth=True,
+            **kw(srv),
+        )
+        [txn] = srv.messages
+    assert result.delivered == tuple(RCPTS)
+    assert txn.user == "alice"
+
+
+async def test_starttls_is_done_before_auth_when_credentials_are_given() -> None:
+    async with FaultServer(f"auth=alice:{SECRET}", "starttls=on") as srv:
+        await send(
+            RAW,
+            sender="a@sender.test",
+            recipients=RCPTS,
+            username="alice",
+            password=SECRET,
+            tls_context=srv.tls_context(),
+            **kw(srv),
+        )
+        seen = commands(srv)
+        [txn] = srv.messages
+    assert seen.index("STARTTLS") < seen.index("AUTH")
+    assert txn.tls
+    assert txn.user == "alice"
+
+
+async def test_implicit_tls_with_credentials(tmp_path: Any) -> None:
+    async with FaultServer(f"auth=alice:{SECRET}", "tls=implicit") as srv:
+        result = await send(
+            RAW,
+            sender="a@sender.test",
+            recipients=RCPTS,
+            username="alice",
+            password=SECRET,
+            use_tls=True,
+            cert_bundle=str(srv.ca_cert_path),
+            **kw(srv),
+        )
+        assert srv.messages[0].tls
+    assert result.delivered == tuple(RCPTS)
+
+
+async def test_start_tls_true_but_not_offered_is_a_permanent_tls_failure() -> None:
+    async with FaultServer() as srv:
+        with pytest.raises(TLSFailed) as caught:
+            await send(RAW, sender="a@sender.test", recipients=RCPTS, start_tls=True, **kw(srv))
+        assert srv.connection_count == 1
+    assert caught.value.permanent
+
+
+async def test_certificate_failure_is_permanent_and_not_retried() -> None:
+    async with FaultServer("starttls=on") as srv:
+        with pytest.raises(TLSFailed) as caught:
+            await send(RAW, sender="a@sender.test", recipients=RCPTS, **kw(srv))
+        assert srv.connection_count == 1
+        assert srv.messages == []
+    assert caught.value.permanent
+    assert "certificate" in str(caught.value).lower()
+
+
+async def test_454_to_starttls_is_transient_and_retried() -> None:
+    tls_busy = Fault.reply_with("starttls", "454 4.7.0 TLS not available", times=1)
+    async with FaultServer("starttls=on", tls_busy) as srv:
+        result = await send(
+            RAW,
+            sender="a@sender.test",
+            recipients=RCPTS,
+            tls_context=srv.tls_context(),
+            **kw(srv),
+        )
+        assert srv.fault_hits == [1]
+        assert srv.messages[0].tls
+    assert result.attempts == 2
+    first = result.history[0]
+    assert isinstance(first, TransientError)
+    assert first.code == 454
+
+
+async def test_wrong_password_is_auth_failed_not_retried_and_secret_free() -> None:
+    async with FaultServer("auth=alice:right", "starttls=on") as srv:
+        with pytest.raises(AuthFailed) as caught:
+            await send(
+                RAW,
+                sender="a@sender.test",
+                recipients=RCPTS,
+                username="alice",
+                password=SECRET,
+                tls_context=srv.tls_context(),
+                **kw(srv),
+            )
+        assert srv.connection_count == 1
+    error = caught.value
+    assert error.permanent
+    assert error.code == 535
+    assert isinstance(error, aiosmtplib.SMTPAuthenticationError)
+    for shown in (str(error), repr(error), repr(error.args), repr(pickle.dumps(error))):
+        assert SECRET not in shown
+
+
+async def test_454_at_auth_is_retried() -> None:
+    auth_busy = Fault.reply_with("auth", "454 4.7.0 Temporary authentication failure", times=1)
+    async with FaultServer(f"auth=alice:{SECRET}", "starttls=on", auth_busy) as srv:
+        result = await send(
+            RAW,
+            sender="a@sender.test",
+            recipients=RCPTS,
+            username="alice",
+            password=SECRET,
+            tls_context=srv.tls_context(),
+            **kw(srv),
+        )
+        assert srv.messages[0].user == "alice"
+    assert result.attempts == 2
+
+
+async def test_password_never_appears_in_log_records(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with FaultServer("auth=alice:right", "starttls=on", "mail=451 4.3.0 Try later x1") as srv:
+        with pytest.raises(AuthFailed):
+            await send(
+                RAW,
+                sender="a@sender.test",
+                recipients=RCPTS,
+                username="alice",
+                password=SECRET,
+                tls_context=srv.tls_context(),
+                **kw(srv),
+            )
+        await send(
+            RAW,
+            sender="a@sender.test",
+            recipients=RCPTS,
+            username="alice",
+            password="right",
+            tls_context=srv.tls_context(),
+            **kw(srv),
+        )
+    records = [r for r in caplog.records if r.name.startswith("smtp_guard")]
+    assert any(r.levelno == logging.WARNING for r in records)  # the retry was logged
+    assert any(r.levelno == logging.INFO for r in records)  # and each attempt
+    for record in records:
+        assert SECRET not in record.getMessage()
+        assert SECRET not in repr(record.__dict__)
+        assert "right" not in record.getMessage()
+        assert "body" not in record.getMessage()  # never the message body
+
+
+def test_connect_params_repr_hides_the_password() -> None:
+    params = ConnectParams(username="alice", password=SECRET)
+    assert SECRET not in repr(params)
+    assert "alice" in repr(params)
+
+
+@pytest.mark.parametrize(
+    ("sender", "recipients"),
+    [
+        ("a@sender.test", ["b@rcpt.test>\r\nRCPT TO:<evil@evil.test>"]),
+        ("a@sender.test", ["b@rcpt.test>"]),
+        ("a@sender.test", ["b@rcpt.test, evil@evil.test"]),
+        ("a@sender.test\r\nRSET", ["b@rcpt.test"]),
+        ("a@sender.test", ["b@rcpt.test\x00"]),
+        ("a@sender.test", ["not-an-address"]),
+        ("a@sender.test", []),
+    ],
+)
+async def test_bad_addresses_are_refused_before_connecting(
+    sender: str, recipients: list[str]
+) -> None:
+    async with FaultServer() as srv:
+        with pytest.raises(InvalidInput) as caught:
+            await send(RAW, sender=sender, recipients=recipients, **kw(srv))
+        assert srv.connection_count == 0
+    assert isinstance(caught.value, ValueError)  # drop-in: aiosmtplib raises ValueError
+
+
+async def test_message_over_advertised_size_is_refused_before_mail() -> None:
+    async with FaultServer("size=1K") as srv:
+        with pytest.raises(MessageTooLarge) as caught:
+            await send(
+                b"Subject: big\r\n\r\n" + b"x" * 4000 + b"\r\n",
+                sender="a@sender.test",
+                recipients=RCPTS,
+                **kw(srv),
+            )
+        assert "MAIL" not in commands(srv)
+        assert srv.connection_count == 1
+    assert caught.value.permanent
+    assert isinstance(caught.value, SMTPGuardError)
+
+
+async def test_message_within_size_is_sent_with_the_size_parameter() -> None:
+    async with FaultServer("size=1M") as srv:
+        await send(RAW, sender="a@sender.test", recipients=RCPTS, **kw(srv))
+        mail = [line for line in srv.transcript if line.startswith("C: MAIL")]
+    assert mail
+    assert f"SIZE={len(RAW)}" in mail[0].upper()
+
+
+async def test_policy_must_be_a_retry_policy() -> None:
+    with pytest.raises(InvalidInput):
+        await send(RAW, sender="a@b.test", recipients=RCPTS, policy=3)  # type: ignore[arg-type]
+    assert RetryPolicy.never().attempts == 1
