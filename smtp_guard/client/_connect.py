@@ -90,10 +90,15 @@ class ConnectParams:
             or not self.timeout > 0
         ):
             raise InvalidInput(f"timeout must be a positive number or None, got {self.timeout!r}")
-        try:
-            self._client()  # aiosmtplib's own checks of the remaining combinations
-        except ValueError as exc:
-            raise InvalidInput(str(exc)) from None
+        # aiosmtplib's own checks of the remaining combinations (it would raise ValueError).
+        if self.tls_context is not None and self.client_cert is not None:
+            raise InvalidInput("Either a TLS context or a certificate/key must be provided")
+        if self.sock is not None and self.socket_path is not None:
+            raise InvalidInput("Either a socket or a socket path must be provided, not both")
+        if (self.sock is not None or self.socket_path is not None) and self.port is not None:
+            raise InvalidInput("If using a socket, port is not required")
+        if (self.sock or self.socket_path) and self.use_tls and self.hostname is None:
+            raise InvalidInput("If using a socket with TLS, hostname is required")
 
     @property
     def has_credentials(self) -> bool:

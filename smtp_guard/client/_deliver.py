@@ -139,11 +139,19 @@ async def deliver(
         else:
             await asyncio.sleep(seconds)
 
-    retrying = AsyncRetrying(
-        retry=should_retry, wait=wait, sleep=sleep, stop=stop_never, reraise=True
-    )
     try:
-        result: SendResult = await retrying(attempt)
+        try:
+            # The first attempt runs without tenacity: the happy path pays nothing for it.
+            result = await attempt()
+        except SMTPGuardError as first:
+            state.decision = policy.decide(state.attempt, state.elapsed(), first)
+            if not state.decision.retry:
+                raise
+            await sleep(state.decision.wait)
+            retrying = AsyncRetrying(
+                retry=should_retry, wait=wait, sleep=sleep, stop=stop_never, reraise=True
+            )
+            result = await retrying(attempt)
     except SMTPGuardError as final:
         outcome = _finish(state, final)
         if isinstance(outcome, SendResult):
