@@ -21,7 +21,6 @@ from smtp_guard.errors import (
     ReadTimeout,
     ReplyError,
     ServerDisconnected,
-    ServiceUnavailable,
     SMTPGuardError,
     TransientError,
 )
@@ -79,7 +78,7 @@ async def test_transient_failure_before_handover_is_retried_and_delivered_once(
 async def test_421_at_rcpt_with_several_recipients_keeps_the_reply() -> None:
     # aiosmtplib.sendmail reports "Server not connected" here; we keep the 421 itself.
     async with FaultServer("rcpt:two@*=421 4.7.0 Too many connections, slow down") as srv:
-        with pytest.raises(ServiceUnavailable) as caught:
+        with pytest.raises(TransientError) as caught:
             await send(
                 RAW,
                 sender="a@sender.test",
@@ -101,7 +100,9 @@ async def test_421_at_rcpt_then_reconnect_delivers_to_everyone_once() -> None:
         assert srv.connection_count == 2
         assert [t.recipients for t in srv.messages] == [TWO]
     assert result.delivered == tuple(TWO)
-    assert isinstance(result.history[0], ServiceUnavailable)
+    first = result.history[0]
+    assert isinstance(first, TransientError)
+    assert first.code == 421
 
 
 async def test_permanent_reply_at_mail_is_not_retried() -> None:
