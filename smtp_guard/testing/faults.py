@@ -434,7 +434,7 @@ def _strip_modifiers(text: str) -> tuple[str, list[str]]:
 
 
 _ACTION_START = re.compile(
-    r'\s*(?:"|\d{3}(?:\s|$)|(?:drop|store-drop|garbage|no-crlf|non-utf8)(?:\s|$)|'
+    r'\s*(?:"|\d{3}(?:[\s\\]|$)|(?:drop|store-drop|garbage|no-crlf|non-utf8)(?:\s|$)|'
     r"(?:delay|raw|long|greylist)=)",
     re.IGNORECASE,
 )

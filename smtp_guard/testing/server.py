@@ -28,6 +28,7 @@ import hmac
 import itertools
 import math
 import random
+import re
 import shutil
 import ssl
 import tempfile
@@ -231,7 +232,9 @@ class _FaultSMTP(SMTP):
 
     async def _write(self, data: bytes) -> None:
         text = data.decode("utf-8", "backslashreplace")
-        self._note("S", text[:-2] if text.endswith(_CRLF) else text + " (no CRLF)")
+        text = text[:-2] if text.endswith(_CRLF) else text + " (no CRLF)"
+        text = re.sub(r"[\x00-\x09\x0b\x0c\x0e-\x1f\x7f]", lambda m: f"\\x{ord(m[0]):02x}", text)
+        self._note("S", text)
         self._writer.write(data)
         await self._writer.drain()
 
