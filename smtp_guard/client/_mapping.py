@@ -33,7 +33,7 @@ from smtp_guard.errors import (
     TLSFailed,
 )
 
-__all__ = ["MAPPED", "map_error", "tls_error"]
+__all__ = ["MAPPED", "map_error", "reply_error", "tls_error"]
 
 #: The aiosmtplib exception classes :func:`map_error` knows, most specific first.
 MAPPED: tuple[type[BaseException], ...] = (
@@ -110,7 +110,7 @@ def map_error(
     """
     if isinstance(exc, SMTPGuardError):
         return exc
-    valid_reply = isinstance(exc, aiosmtplib.SMTPResponseException) and 200 <= exc.code <= 599
+    valid_reply = isinstance(exc, aiosmtplib.SMTPResponseException) and 400 <= exc.code <= 599
     if after_final_dot is not None and not valid_reply:
         # Dropped, timed out, or garbage instead of the reply: it may have been delivered.
         return DeliveryUncertain(
@@ -144,17 +144,36 @@ def _reply(
     recipient: str | None,
     sender: str | None,
 ) -> SMTPGuardError:
-    if not 200 <= exc.code <= 599:
-        # aiosmtplib's -1 "Malformed SMTP response line" / "Response too long", or a code
-        # outside RFC 5321's range: the server did not speak SMTP.
-        return ProtocolError(f"invalid reply from the server: {exc.message}")
     phase = phase if phase is not None else _PHASE_OF.get(type(exc))
     if isinstance(exc, aiosmtplib.SMTPRecipientRefused):
         recipient = recipient or exc.recipient
     if isinstance(exc, aiosmtplib.SMTPSenderRefused):
         sender = sender or exc.sender
-    error: ReplyError = error_from_reply(exc.code, exc.message, phase, recipient, sender=sender)
-    return error
+    return reply_error(exc.code, exc.message, phase, recipient, sender=sender)
+
+
+def reply_error(
+    code: int,
+    message: str,
+    phase: Phase | None,
+    recipient: str | None = None,
+    *,
+    sender: str | None = None,
+) -> SMTPGuardError:
+    """The typed error for a reply that was not the expected success.
+
+    A 4xx/5xx is classified (:func:`smtp_guard.classify.error_from_reply`). Anything else
+    (aiosmtplib's -1 for a malformed or over-long reply, a code outside 200-599, a 1xx-3xx
+    where an error or success was due) is a :class:`ProtocolError`: the server broke SMTP.
+    """
+    if 400 <= code <= 599:
+        error: ReplyError = error_from_reply(code, message, phase, recipient, sender=sender)
+        return error
+    where = f" to {phase.value.upper()}" if phase is not None else ""
+    shown = message if len(message) <= 200 else message[:199] + "\N{HORIZONTAL ELLIPSIS}"
+    if code < 0:
+        return ProtocolError(f"invalid reply{where}: {shown}")
+    return ProtocolError(f"unexpected reply{where}: {code} {shown}")
 
 
 # Order matters: the first class that matches wins (subclasses before their bases).

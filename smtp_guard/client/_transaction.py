@@ -24,9 +24,8 @@ from aiosmtplib.email import flatten_message
 from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
 
 from smtp_guard._enums import Phase
-from smtp_guard.classify import error_from_reply
 from smtp_guard.client._connect import LOWER_ERRORS, Connection
-from smtp_guard.client._mapping import map_error
+from smtp_guard.client._mapping import map_error, reply_error
 from smtp_guard.client._validate import Envelope
 from smtp_guard.errors import (
     MessageTooLarge,
@@ -159,13 +158,12 @@ async def _mail(
     try:
         reply = await conn.client.execute_command(b"MAIL", b"FROM:" + sender, *options)
     except LOWER_ERRORS as exc:
+        conn.abort()  # out of step with the server, or gone: never reuse it
         result.error = map_error(exc, phase=Phase.MAIL, sender=envelope.sender)
         return False
     if reply.code != 250:
-        result.error = error_from_reply(
-            reply.code, reply.message, Phase.MAIL, sender=envelope.sender
-        )
-        await _rset(conn)
+        result.error = reply_error(reply.code, reply.message, Phase.MAIL, sender=envelope.sender)
+        await _rset(conn, result.error)
         return False
     result.not_attempted = ()
     return True
@@ -183,17 +181,18 @@ async def _rcpts(
         try:
             reply = await conn.client.execute_command(b"RCPT", b"TO:" + path, *options)
         except LOWER_ERRORS as exc:
+            conn.abort()
             result.error = map_error(exc, phase=Phase.RCPT, sender=envelope.sender)
             result.accepted, result.not_attempted = tuple(accepted), rcpts[index:]
             return False
         if reply.code in (250, 251):
             accepted.append(rcpt)
             continue
-        error = error_from_reply(
-            reply.code, reply.message, Phase.RCPT, rcpt, sender=envelope.sender
-        )
-        if reply.code == 421 or not conn.is_connected:
-            # The server is closing the channel: nobody gets this message on this connection.
+        error = reply_error(reply.code, reply.message, Phase.RCPT, rcpt, sender=envelope.sender)
+        if not isinstance(error, ReplyError) or reply.code == 421 or not conn.is_connected:
+            # A 421 closes the channel (nobody gets the message on this connection); a reply
+            # that is not SMTP leaves us out of step with the server.
+            conn.abort()
             result.error = error
             result.accepted, result.not_attempted = tuple(accepted), rcpts[index:]
             return False
@@ -203,7 +202,8 @@ async def _rcpts(
         result.refused[rcpt] = error
     result.accepted = tuple(accepted)
     if not accepted:
-        await _rset(conn)
+        if conn.is_connected:
+            await conn.reset()
         return False
     return True
 
@@ -216,13 +216,12 @@ async def _data(
     try:
         reply = await client.execute_command(b"DATA")
     except LOWER_ERRORS as exc:
+        conn.abort()
         result.error = map_error(exc, phase=Phase.DATA, sender=envelope.sender)
         return
     if reply.code != 354:
-        result.error = error_from_reply(
-            reply.code, reply.message, Phase.DATA, sender=envelope.sender
-        )
-        await _rset(conn)
+        result.error = reply_error(reply.code, reply.message, Phase.DATA, sender=envelope.sender)
+        await _rset(conn, result.error)
         return
     protocol = client.protocol
     try:
@@ -242,12 +241,19 @@ async def _data(
             exc, phase=Phase.MESSAGE, sender=envelope.sender, after_final_dot=result.accepted
         )
         return
-    if reply.code != 250:
-        if reply.code == 421:
+    if not 200 <= reply.code <= 299:
+        if 400 <= reply.code <= 599:
+            result.error = reply_error(
+                reply.code, reply.message, Phase.MESSAGE, sender=envelope.sender
+            )
+        else:  # not an answer we can read: it may have been delivered
+            result.error = map_error(
+                aiosmtplib.SMTPResponseException(-1, f"{reply.code} {reply.message}"),
+                phase=Phase.MESSAGE,
+                after_final_dot=result.accepted,
+            )
+        if reply.code == 421 or not isinstance(result.error, ReplyError):
             client.close()
-        result.error = error_from_reply(
-            reply.code, reply.message, Phase.MESSAGE, sender=envelope.sender
-        )
         return
     result.delivered = result.accepted
     result.response = reply
@@ -261,7 +267,9 @@ def _too_many(error: ReplyError) -> bool:
     )
 
 
-async def _rset(conn: Connection) -> None:
-    """Reset the envelope after a refusal, so the connection can be reused (best effort)."""
-    if conn.is_connected:
+async def _rset(conn: Connection, error: SMTPGuardError) -> None:
+    """Reset the envelope after a refusal so the connection can be reused (best effort)."""
+    if not isinstance(error, ReplyError) or (error.code == 421):
+        conn.abort()  # out of step with the server, or it is closing the channel
+    elif conn.is_connected:
         await conn.reset()

@@ -1,0 +1,207 @@
+"""The building blocks (open_connection, run_transaction) and the edges of the protocol."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from smtp_guard.client import send
+from smtp_guard.client._connect import Connection, ConnectParams, open_connection
+from smtp_guard.client._transaction import run_transaction
+from smtp_guard.client._validate import make_envelope
+from smtp_guard.errors import (
+    DeliveryUncertain,
+    PermanentError,
+    ProtocolError,
+    SMTPGuardError,
+    TransientError,
+)
+from smtp_guard.policy import RetryPolicy, no_wait
+from smtp_guard.testing import Fault, FaultServer
+
+RAW = b"Subject: blocks\r\n\r\nbody\r\n"
+
+
+@pytest.fixture(autouse=True)
+def _no_real_sleep() -> Iterator[None]:
+    with no_wait():
+        yield
+
+
+def kw(server: FaultServer, **extra: Any) -> dict[str, Any]:
+    return {"hostname": server.host, "port": server.port, "local_hostname": "client.test", **extra}
+
+
+@pytest.fixture
+async def conn_and_server() -> AsyncIterator[tuple[Connection, FaultServer]]:
+    faults = ("rcpt:gone@*=550 5.1.1 No such user", "rcpt:busy@*=450 4.2.1 Busy")
+    async with FaultServer(*faults) as srv:
+        conn = await open_connection(
+            ConnectParams(hostname=srv.host, port=srv.port, local_hostname="client.test")
+        )
+        try:
+            yield conn, srv
+        finally:
+            await conn.close()
+
+
+async def test_one_connection_several_transactions_with_per_recipient_outcomes(
+    conn_and_server: tuple[Connection, FaultServer],
+) -> None:
+    conn, srv = conn_and_server
+    envelope = make_envelope(
+        RAW, "a@sender.test", ["ok@rcpt.test", "gone@rcpt.test", "busy@rcpt.test"]
+    )
+    first = await run_transaction(conn, envelope)
+    assert first.delivered == ("ok@rcpt.test",)
+    assert first.error is None
+    assert isinstance(first.refused["gone@rcpt.test"], PermanentError)
+    assert isinstance(first.refused["busy@rcpt.test"], TransientError)
+    assert first.owed == ("busy@rcpt.test",)
+    assert first.response is not None
+    assert first.response.code == 250
+    assert conn.is_connected
+    second = await run_transaction(conn, envelope, ("again@rcpt.test",))
+    assert second.delivered == ("again@rcpt.test",)
+    assert conn.transactions == 2
+    assert srv.connection_count == 1
+    assert [t.recipients for t in srv.messages] == [["ok@rcpt.test"], ["again@rcpt.test"]]
+
+
+async def test_refused_transaction_leaves_the_connection_reusable() -> None:
+    async with FaultServer("mail=451 4.3.0 Later x1") as srv:
+        conn = await open_connection(
+            ConnectParams(hostname=srv.host, port=srv.port, local_hostname="client.test")
+        )
+        envelope = make_envelope(RAW, "a@sender.test", ["b@rcpt.test"])
+        refused = await run_transaction(conn, envelope)
+        assert isinstance(refused.error, TransientError)
+        assert refused.not_attempted == ("b@rcpt.test",)
+        assert conn.is_connected
+        done = await run_transaction(conn, envelope)
+        assert done.delivered == ("b@rcpt.test",)
+        await conn.close()
+        assert not conn.is_connected
+
+
+@pytest.mark.parametrize("fault", ["mail=garbage", "rcpt=garbage", "mail=long=20000"])
+async def test_a_reply_that_is_not_smtp_closes_the_connection(fault: str) -> None:
+    async with FaultServer(fault) as srv:
+        conn = await open_connection(
+            ConnectParams(
+                hostname=srv.host, port=srv.port, local_hostname="client.test", timeout=2.0
+            )
+        )
+        result = await run_transaction(conn, make_envelope(RAW, "a@sender.test", ["b@rcpt.test"]))
+        assert isinstance(result.error, ProtocolError)
+        assert not conn.is_connected  # never reused out of step with the server
+
+
+@pytest.mark.parametrize("raw", [b"600 What\r\n", b"199 Early\r\n", b"354 Go on\r\n"])
+async def test_reply_codes_that_make_no_sense_are_protocol_errors(raw: bytes) -> None:
+    async with FaultServer(Fault.raw_reply("mail", raw)) as srv:
+        with pytest.raises(ProtocolError) as caught:
+            await send(
+                RAW,
+                sender="a@sender.test",
+                recipients=["b@rcpt.test"],
+                policy=RetryPolicy(attempts=2),
+                **kw(srv),
+            )
+        assert srv.connection_count == 2  # transient, bounded
+    assert caught.value.attempts == 2
+    assert "\r" not in str(caught.value)
+
+
+@pytest.mark.parametrize("fault", ["message=garbage", "message=raw=600 What\\r\\n"])
+async def test_nonsense_after_the_final_dot_is_uncertain(fault: str) -> None:
+    async with FaultServer(fault) as srv:
+        with pytest.raises(DeliveryUncertain) as caught:
+            await send(RAW, sender="a@sender.test", recipients=["b@rcpt.test"], **kw(srv))
+        assert srv.connection_count == 1
+    assert caught.value.recipients == ("b@rcpt.test",)
+
+
+async def test_permanent_and_deferred_when_nobody_was_accepted() -> None:
+    faults = ("rcpt:gone@*=550 5.1.1 No such user", "rcpt:busy@*=451 4.7.1 Greylisted x1")
+    async with FaultServer(*faults) as srv:
+        result = await send(
+            RAW, sender="a@sender.test", recipients=["gone@rcpt.test", "busy@rcpt.test"], **kw(srv)
+        )
+        assert [t.recipients for t in srv.messages] == [["busy@rcpt.test"]]
+        rcpt_lines = [line for line in srv.transcript if line.startswith("C: RCPT")]
+    assert result.delivered == ("busy@rcpt.test",)
+    assert list(result.errors) == ["gone@rcpt.test"]
+    assert result.attempts == 2
+    assert sum("gone@" in line for line in rcpt_lines) == 1  # the permanent one never again
+
+
+async def test_non_ascii_address_uses_smtputf8() -> None:
+    async with FaultServer() as srv:
+        result = await send(
+            RAW, sender="a@sender.test", recipients=["jiří@příklad.test"], **kw(srv)
+        )
+        mail = next(line for line in srv.transcript if line.startswith("C: MAIL"))
+    assert result.delivered == ("jiří@příklad.test",)
+    assert "SMTPUTF8" in mail.upper()
+
+
+class _Sink:
+    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+        return "250 OK"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_non_ascii_address_without_smtputf8_is_refused_before_mail() -> None:
+    # FaultServer always offers SMTPUTF8; a plain aiosmtpd server can be told not to.
+    controller = Controller(_Sink(), hostname="127.0.0.1", port=_free_port(), enable_SMTPUTF8=False)
+    controller.start()
+    try:
+        from smtp_guard.client import send_sync  # noqa: PLC0415
+
+        with pytest.raises(SMTPGuardError) as caught:
+            send_sync(
+                RAW,
+                sender="a@sender.test",
+                recipients=["jiří@příklad.test"],
+                hostname="127.0.0.1",
+                port=controller.port,
+                local_hostname="client.test",
+            )
+    finally:
+        controller.stop()
+    assert caught.value.permanent
+    assert "SMTPUTF8" in str(caught.value)
+
+
+async def test_oauth_without_xoauth2_on_the_server_never_asks_for_a_token() -> None:
+    asked: list[bool] = []
+
+    async def token() -> str:
+        asked.append(True)
+        return "tok"
+
+    async with FaultServer("auth=alice:pw") as srv:
+        with pytest.raises(SMTPGuardError) as caught:
+            await send(
+                RAW,
+                sender="a@sender.test",
+                recipients=["b@rcpt.test"],
+                username="alice",
+                oauth_token_generator=token,
+                allow_insecure_auth=True,
+                **kw(srv),
+            )
+        assert srv.connection_count == 1
+    assert asked == []
+    assert caught.value.permanent
+    assert "XOAUTH2" in str(caught.value)
