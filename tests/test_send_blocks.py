@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -205,3 +206,19 @@ async def test_oauth_without_xoauth2_on_the_server_never_asks_for_a_token() -> N
     assert asked == []
     assert caught.value.permanent
     assert "XOAUTH2" in str(caught.value)
+
+
+async def test_cancelling_a_send_closes_its_connection_at_once() -> None:
+    async with FaultServer("data=delay=5s") as srv:
+        task = asyncio.create_task(
+            send(RAW, sender="a@sender.test", recipients=["b@rcpt.test"], **kw(srv))
+        )
+        for _ in range(500):  # until the server has the DATA command (no timing assumption)
+            if any(line.startswith("C: DATA") for line in srv.transcript):
+                break
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert srv.messages == []
+        assert "C: QUIT" not in srv.transcript

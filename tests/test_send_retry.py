@@ -15,6 +15,7 @@ import pytest
 from smtp_guard.client import send
 from smtp_guard.errors import (
     ConnectionFailed,
+    ConnectTimeout,
     DeliveryUncertain,
     PermanentError,
     ProtocolError,
@@ -257,3 +258,11 @@ async def test_disconnect_mid_transaction_is_a_retryable_server_disconnected() -
         assert srv.messages == []
     assert caught.value.attempts == 2
     assert not caught.value.permanent
+
+
+async def test_greeting_that_never_comes_is_a_connect_timeout_and_retried() -> None:
+    async with FaultServer("connect=delay=2s x1") as srv:
+        result = await send(RAW, sender="a@sender.test", recipients=TWO, timeout=0.2, **kw(srv))
+        assert srv.deliveries_to("one@rcpt.test") == 1
+    assert isinstance(result.history[0], ConnectTimeout)
+    assert isinstance(result.history[0], aiosmtplib.SMTPConnectTimeoutError)

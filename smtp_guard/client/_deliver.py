@@ -190,8 +190,11 @@ async def _attempt(state: _State, acquire: Acquire, release: Release) -> SendRes
                 todo = txn.not_attempted  # "too many recipients": the rest, at once
         except SMTPGuardError as exc:  # refused before MAIL (SIZE, SMTPUTF8)
             error = exc
-        finally:
+        except BaseException:  # cancelled, or a bug: no polite QUIT, just close
+            conn.abort()
             await release(conn)
+            raise
+        await release(conn)
     if error is None and state.owed:
         owed_errors = {r: state.deferred[r] for r in state.owed if r in state.deferred}
         error = RecipientsRefused(state.keyed(owed_errors), delivered=state.names(delivered))
