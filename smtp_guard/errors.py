@@ -62,11 +62,13 @@ sentence for the developer), ``attempts`` and ``history`` (earlier attempts' err
 first). Reply errors add ``code``, ``message`` (the server's text as received, as aiosmtplib
 gives it), ``text`` (the same without the enhanced status codes), ``enhanced``, ``category``,
 ``phase``, ``recipient`` and ``sender``. Every error pickles and unpickles to an equal one.
-No error ever holds a password, token or AUTH line.
+No error ever holds a password, token or AUTH line: there is no field for one, and in a reply
+to AUTH, base64 tokens (a server echoing the refused line) are replaced by ``[redacted]``.
 """
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, cast
@@ -129,6 +131,36 @@ __all__ = [
 _MAX_SHOWN = 300  # characters of server text shown by str(); the full text stays in .message
 _MAX_RECIPIENTS_SHOWN = 5  # refused recipients named by RecipientsRefused's str()
 _UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ud800-\udfff]")
+# A base64 token standing alone (between spaces, quotes or brackets).
+_BASE64_TOKEN = re.compile(r"(?<![^\s\"'<>()\[\]:])[A-Za-z0-9+/]{8,}={0,2}(?![^\s\"'<>()\[\],.;:])")
+_REDACTED = "[redacted]"  # what replaces a credential echoed in a reply to AUTH
+
+
+def _redact_auth_echo(text: str) -> str:
+    """Blank out base64 tokens in a reply to AUTH.
+
+    Some servers echo the line they refused (sendmail: ``500 5.5.1 Command unrecognized:
+    "AGJvYgBodW50ZXIy"``), and that line holds the credentials. A token is replaced when it
+    is 12 characters or more (a 7-byte password, padded), decodes as base64 and looks encoded
+    rather than like a word: upper and lower case letters and a digit, ``+``, ``/`` or ``=``.
+    """
+
+    def replace(match: re.Match[str]) -> str:
+        token = match.group(0)
+        looks_encoded = (
+            any(c.isupper() for c in token)
+            and any(c.islower() for c in token)
+            and any(c.isdigit() or c in "+/=" for c in token)
+        )
+        if not looks_encoded or len(token) < 12 or len(token.rstrip("=")) % 4 == 1:
+            return token
+        try:
+            base64.b64decode(token + "=" * (-len(token) % 4), validate=True)
+        except ValueError:
+            return token
+        return _REDACTED
+
+    return _BASE64_TOKEN.sub(replace, text)
 
 
 def _printable(text: str, limit: int = _MAX_SHOWN) -> str:
@@ -255,6 +287,10 @@ class ReplyError(SMTPGuardError, aiosmtplib.SMTPResponseException):
         history: Iterable[SMTPGuardError] = (),
     ) -> None:
         message = _as_text(message)
+        self.phase: Phase | None = type(self)._made_phase if phase is None else Phase.coerce(phase)
+        if self.phase is Phase.AUTH:
+            message = _redact_auth_echo(message)
+            text = None if text is None else _redact_auth_echo(text)
         self.category: Category = (
             type(self).category_default if category is None else Category(category)
         )
@@ -276,7 +312,6 @@ class ReplyError(SMTPGuardError, aiosmtplib.SMTPResponseException):
             enhanced, text = split_enhanced(message)
         self.enhanced: str | None = enhanced
         self.text: str = message if text is None else text
-        self.phase: Phase | None = type(self)._made_phase if phase is None else Phase.coerce(phase)
         self.recipient: str | None = recipient
         self.sender: str | None = sender
         if self.phase is Phase.RCPT:

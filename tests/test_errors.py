@@ -615,3 +615,49 @@ def test_non_reply_errors_have_their_own_hint() -> None:
         assert hint.endswith("."), cls.__name__
         if cls is not SMTPGuardError:
             assert hint != SMTPGuardError.default_hint, cls.__name__
+
+
+# Replies to AUTH as servers send them; the first ones echo what the client sent.
+_PLAIN = base64.b64encode(b"\0bob\0Sup3r-Secret-pa55").decode()
+_LOGIN_PASSWORD = base64.b64encode(b"hunter2").decode()  # AUTH LOGIN, 7-byte password
+
+
+@pytest.mark.parametrize(
+    ("code", "reply", "secret"),
+    [
+        (500, f'5.5.1 Command unrecognized: "{_PLAIN}"', _PLAIN),  # sendmail's echo
+        (501, f"5.5.2 Cannot decode response {_LOGIN_PASSWORD}", _LOGIN_PASSWORD),
+        (535, f"5.7.8 Authentication failed for <{_PLAIN.rstrip('=')}>", _PLAIN.rstrip("=")),
+    ],
+)
+def test_a_server_echoing_credentials_at_auth_is_redacted(
+    code: int, reply: str, secret: str
+) -> None:
+    err = error_from_reply(code, reply, "auth")
+    for shown in (str(err), repr(err), err.message, err.text, repr(err.args)):
+        assert secret not in shown
+        assert "[redacted]" in shown
+    assert secret.encode() not in pickle.dumps(err)
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "5.7.8 Username and Password not accepted. For more information, go to\n"
+        "5.7.8  https://support.google.com/mail/?p=BadCredentials "
+        "d9443c01a7336-29bafb0d0c0sm12345678b3a.5 - gsmtp",
+        "5.7.139 Authentication unsuccessful, the user credentials were incorrect. "
+        "[AM0PR02CA0123.eurprd02.prod.outlook.com 2024-01-01T00:00:00.000Z 08DC0000AAAA0000]",
+        "5.7.0 SMTP AUTH disabled for Mailbox123",
+        "5.7.8 Error: authentication failed: authentication failure",
+    ],
+)
+def test_ordinary_auth_replies_are_kept_as_received(reply: str) -> None:
+    err = error_from_reply(535, reply, "auth")
+    assert err.message == reply
+    assert "[redacted]" not in str(err)
+
+
+def test_redaction_is_only_for_replies_to_auth() -> None:
+    reply = f"5.1.1 <{_PLAIN}@example.com> unknown"
+    assert error_from_reply(550, reply, "rcpt").message == reply
