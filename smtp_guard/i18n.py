@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     else:
         from importlib.abc import Traversable
 
-__all__ = ["available_locales", "explain", "message_id", "normalize_locale"]
+__all__ = ["available_locales", "explain", "explanation_id"]
 
 DOMAIN = "smtp_guard"
 DEFAULT_LOCALE = "en"
@@ -42,7 +42,7 @@ _LOCALE = re.compile(
 )
 
 
-def normalize_locale(locale: str | None) -> list[str]:
+def _locale_candidates(locale: str | None) -> list[str]:
     """The catalog names to try for ``locale``, most specific first.
 
     ``"cs-CZ.UTF-8"`` -> ``["cs_CZ", "cs"]``. Anything unrecognisable (or None, "C", "POSIX")
@@ -90,14 +90,14 @@ def _catalog(name: str) -> gettext.GNUTranslations | None:
 
 def _translations(locale: str | None) -> list[gettext.GNUTranslations]:
     """The catalogs to consult in order: the requested language's, then English."""
-    found = [c for c in (_catalog(n) for n in normalize_locale(locale)) if c is not None]
+    found = [c for c in (_catalog(n) for n in _locale_candidates(locale)) if c is not None]
     english = _catalog(DEFAULT_LOCALE)
     if english is not None and english not in found:
         found.append(english)
     return found
 
 
-def message_id(subject: SMTPGuardError | Category | str) -> str:
+def explanation_id(subject: SMTPGuardError | Category | str) -> str:
     """The catalog message id for an error, a category or a category value.
 
     Reply errors go by their category; other errors by the nearest class in their MRO that
@@ -134,7 +134,7 @@ def explain(subject: SMTPGuardError | Category | str, locale: str | None = DEFAU
     ``locale`` is a language tag such as ``"cs"``, ``"cs_CZ"`` or ``"cs-CZ.UTF-8"``; an
     unknown one gives English.
     """
-    msgid = message_id(subject)
+    msgid = explanation_id(subject)
     for catalog in _translations(locale):
         text = catalog.gettext(msgid)
         if text != msgid:

@@ -17,7 +17,7 @@ import smtp_guard
 from smtp_guard import errors
 from smtp_guard._enums import Category
 from smtp_guard.classify import error_from_reply
-from smtp_guard.i18n import available_locales, explain, message_id, normalize_locale
+from smtp_guard.i18n import _locale_candidates, available_locales, explain, explanation_id
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCALE_DIR = Path(smtp_guard.__file__).parent / "locale"
@@ -242,11 +242,11 @@ def test_regional_variant_uses_the_language() -> None:
 
 
 def test_normalize_locale() -> None:
-    assert normalize_locale("cs-CZ.UTF-8") == ["cs_CZ", "cs"]
-    assert normalize_locale("de") == ["de"]
-    assert normalize_locale("es_419") == ["es_419", "es"]
-    assert normalize_locale(None) == []
-    assert normalize_locale("not a locale") == []
+    assert _locale_candidates("cs-CZ.UTF-8") == ["cs_CZ", "cs"]
+    assert _locale_candidates("de") == ["de"]
+    assert _locale_candidates("es_419") == ["es_419", "es"]
+    assert _locale_candidates(None) == []
+    assert _locale_candidates("not a locale") == []
 
 
 @pytest.mark.parametrize("lang", SHIPPED)
@@ -263,19 +263,19 @@ def test_every_category_and_error_is_explained_in_every_language(lang: str) -> N
             else cls("something happened")
         )
         assert explain(err, lang) in texts.values()
-        assert explain(err, lang) == texts[message_id(err)]
+        assert explain(err, lang) == texts[explanation_id(err)]
 
 
 def test_subclasses_use_their_nearest_parent_text() -> None:
-    assert message_id(errors.ConnectTimeout("x")) == "error.SMTPTimeout"
-    assert message_id(errors.ReadTimeout("x")) == "error.SMTPTimeout"
-    assert message_id(errors.ServerDisconnected("x")) == "error.ConnectionFailed"
-    assert message_id(errors.DeliveryUncertain("x")) == "error.DeliveryUncertain"
+    assert explanation_id(errors.ConnectTimeout("x")) == "error.SMTPTimeout"
+    assert explanation_id(errors.ReadTimeout("x")) == "error.SMTPTimeout"
+    assert explanation_id(errors.ServerDisconnected("x")) == "error.ConnectionFailed"
+    assert explanation_id(errors.DeliveryUncertain("x")) == "error.DeliveryUncertain"
 
     class LocalError(errors.InvalidInput):
         pass
 
-    assert message_id(LocalError("x")) == "error.InvalidInput"
+    assert explanation_id(LocalError("x")) == "error.InvalidInput"
 
 
 def test_reply_errors_are_explained_by_their_category() -> None:

@@ -30,7 +30,7 @@ from smtp_guard._enums import Category, Phase
 from smtp_guard.classify import error_from_reply
 from smtp_guard.enhanced import lookup_enhanced
 from smtp_guard.errors import ReplyError
-from smtp_guard.i18n import DEFAULT_LOCALE, available_locales, explain, normalize_locale
+from smtp_guard.i18n import DEFAULT_LOCALE, _locale_candidates, available_locales, explain
 
 __all__ = ["JSON_KEYS", "add_arguments", "run"]
 
@@ -237,7 +237,7 @@ def _language(lang: str | None) -> str:
     if asked is None:
         asked = next((os.environ[n] for n in _LOCALE_VARS if os.environ.get(n)), None)
     shipped = available_locales()
-    return next((c for c in normalize_locale(asked) if c in shipped), DEFAULT_LOCALE)
+    return next((c for c in _locale_candidates(asked) if c in shipped), DEFAULT_LOCALE)
 
 
 def _duration(seconds: float) -> str:
@@ -369,7 +369,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     phase = Phase.coerce(args.phase)
-    if args.lang is not None and not normalize_locale(args.lang):
+    if args.lang is not None and not _locale_candidates(args.lang):
         raise UsageError(f"--lang must be a language tag such as cs or de_DE, got {args.lang!r}")
     lang = _language(args.lang)
     from_stdin = args.code == "-"
