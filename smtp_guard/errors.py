@@ -237,6 +237,16 @@ class ReplyError(SMTPGuardError, aiosmtplib.SMTPResponseException):
     Instantiating any reply error class returns an instance of a concrete subclass that is
     also :class:`TransientError` or :class:`PermanentError`, and the aiosmtplib class for its
     phase. Prefer :func:`smtp_guard.error_from_reply`, which classifies the reply first.
+
+    Built by hand, ``MailboxFull(452, "4.2.2 Mailbox full", recipient=...)`` works too:
+
+    - permanence is ``permanent=`` if given, else the class's (PermanentError/TransientError),
+      else the code's (5xx permanent);
+    - ``category=`` picks the most specific class for it, which must lie under the class
+      called (``ReplyError(550, "...", category="mailbox_full")`` is a MailboxFull;
+      ``AuthError`` without a category is an AuthFailed); a category outside it is a
+      ValueError;
+    - without ``enhanced=``/``text=``, the enhanced status code is split off the message.
     """
 
     #: The category this class stands for.
