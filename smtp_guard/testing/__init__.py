@@ -4,9 +4,14 @@
 records exactly as scripted; the fault language is described in
 :mod:`smtp_guard.testing.faults`. The pytest plugin (:mod:`smtp_guard.testing.plugin`) gives
 a ``fault_smtp`` fixture and an ``@pytest.mark.smtp_faults(...)`` marker.
+
+The server names are imported on first use, so importing this package (as pytest does for the
+plugin) works without aiosmtpd installed; using ``FaultServer`` then needs the extra.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from smtp_guard.testing.faults import (
     Fault,
@@ -16,7 +21,9 @@ from smtp_guard.testing.faults import (
     parse_fault,
     parse_faults,
 )
-from smtp_guard.testing.server import ConnectionRecord, FaultServer, Transaction
+
+if TYPE_CHECKING:
+    from smtp_guard.testing.server import ConnectionRecord, FaultServer, Transaction
 
 __all__ = [
     "ConnectionRecord",
@@ -29,3 +36,13 @@ __all__ = [
     "parse_fault",
     "parse_faults",
 ]
+
+_FROM_SERVER = frozenset({"ConnectionRecord", "FaultServer", "Transaction"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FROM_SERVER:
+        from smtp_guard.testing import server  # noqa: PLC0415 - needs aiosmtpd
+
+        return getattr(server, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
