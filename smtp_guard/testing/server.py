@@ -485,6 +485,7 @@ class FaultServer:
         seed: int | None = None,
         idle_timeout: float = 300.0,
         on_transaction: Callable[[Transaction], None] | None = None,
+        on_disconnect: Callable[[ConnectionRecord], None] | None = None,
     ) -> None:
         parsed, settings = parse_faults(faults)
         overrides: dict[str, object] = {
@@ -507,7 +508,10 @@ class FaultServer:
         self.port = port
         self.hostname = hostname
         self.idle_timeout = idle_timeout
+        #: Called (on the server's loop) with each transaction when it ends.
         self.on_transaction = on_transaction
+        #: Called (on the server's loop) with each connection's record when it closes.
+        self.on_disconnect = on_disconnect
         self._state = [
             _FaultState(
                 random.Random(  # noqa: S311 - reproducible test faults, not security
@@ -670,6 +674,8 @@ class FaultServer:
     def _detach(self, protocol: _FaultSMTP) -> None:
         with self._lock:
             self._active.discard(protocol)
+        if self.on_disconnect is not None:
+            self.on_disconnect(protocol.record)
 
     # -- decisions -----------------------------------------------------------------------
 
