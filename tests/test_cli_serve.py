@@ -37,7 +37,7 @@ async def start_serve(*args: str) -> tuple[asyncio.subprocess.Process, int, list
 
 async def read_until(proc: asyncio.subprocess.Process, prefix: str) -> list[str]:
     assert proc.stdout is not None
-    lines = []
+    lines: list[str] = []
     while True:
         line = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode()
         assert line, f"output ended before {prefix!r}: {lines}"
