@@ -365,3 +365,40 @@ def test_the_installed_script_runs() -> None:
     assert infos[0]["recipient"] == "bob@example.com"
     assert infos[0]["lang"] == "cs"
     assert infos[0]["explanation"] == explain(Category(infos[0]["category"]), "cs")
+
+
+# The layout swaks (the common SMTP test tool) prints: "<-" server, " ->" client, "<**" a
+# server error, "~>"/"<~" the same over TLS, "===" its own remarks.
+SWAKS = """\
+=== Trying mx.example.com:25...
+=== Connected to mx.example.com.
+<-  220 mx.example.com ESMTP Postfix
+ -> EHLO client.example.org
+<-  250-mx.example.com
+<-  250 STARTTLS
+ -> STARTTLS
+<-  220 2.0.0 Ready to start TLS
+=== TLS started with cipher TLSv1.3:TLS_AES_256_GCM_SHA384:256
+ ~> EHLO client.example.org
+<~  250 mx.example.com
+ ~> MAIL FROM:<alice@example.org>
+<~  250 2.1.0 Ok
+ ~> RCPT TO:<bob@example.com>
+<~* 550 5.1.1 <bob@example.com>: Recipient address rejected: User unknown
+ ~> QUIT
+<~  221 2.0.0 Bye
+=== Connection closed with remote host.
+"""
+
+
+def test_swaks_transcripts(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _stdin(monkeypatch, SWAKS)
+    infos = _json(capsys, "-")
+    assert [(i["line"], i["code"], i["phase"], i["recipient"]) for i in infos] == [
+        (15, 550, "rcpt", "bob@example.com")
+    ]
+    plain = SWAKS.replace("~", "-").replace("<-*", "<**")
+    _stdin(monkeypatch, plain)
+    assert [i["code"] for i in _json(capsys, "-")] == [550]

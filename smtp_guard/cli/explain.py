@@ -6,9 +6,10 @@
     smtp-guard explain - < transcript.txt
 
 With ``-`` it reads stdin: one whole reply (multi-line too), or an SMTP transcript with client
-lines and server replies (``C:``/``S:`` prefixes optional). Each error reply (4xx/5xx) in it is
-explained; its phase comes from the client command it answers (pipelined commands are matched
-to replies in order). Client lines are never printed, so AUTH lines stay out of the output.
+lines and server replies (``C:``/``S:`` prefixes, swaks's arrows, or no prefixes at all). Each
+error reply (4xx/5xx) in it is explained; its phase comes from the client command it answers
+(pipelined commands are matched to replies in order). Client lines are never printed, so AUTH
+lines stay out of the output.
 
 ``--json`` prints one object (a reply given as arguments) or a list of objects (stdin), with
 the keys in :data:`JSON_KEYS`.
@@ -57,7 +58,11 @@ JSON_KEYS = (
 )
 
 _REPLY_LINE = re.compile(r"^(?P<code>\d{3})(?P<sep>[ -]|$)(?P<text>.*)$")
-_PREFIX = re.compile(r"^(?P<who>[CS]):\s?", re.IGNORECASE)
+# Who sent a line: "C:"/"S:" (RFC 5321's examples), or swaks's arrows: " -> " and " ~> " (client,
+# plain and TLS), "<- ", "<~ " (server) and "<** ", "<~* " (server error).
+_CLIENT = re.compile(r"^(?:[Cc]:|\s*->|\s*~>) ?")
+_SERVER = re.compile(r"^(?:[Ss]:|<-|<~\*|<\*\*|<~)\s*")
+_NOTE = re.compile(r"^(?:===|\*\*\*) ")  # swaks's own remarks, not part of the dialogue
 _RCPT = re.compile(r"^RCPT\s+TO:\s*<?(?P<addr>[^<>\s]*)>?", re.IGNORECASE)
 _VERB_PHASE: dict[str, Phase | None] = {
     "EHLO": Phase.EHLO,
@@ -208,9 +213,14 @@ def _replies_from_text(text: str, default_phase: Phase | None) -> list[_Found]:
         line = raw.rstrip("\r")
         if not line.strip():
             continue
-        prefix = _PREFIX.match(line)
-        who = prefix["who"].upper() if prefix else None
-        body = line[prefix.end() :] if prefix else line
+        if _NOTE.match(line):
+            continue
+        who: str | None = None
+        body = line
+        for side, pattern in (("C", _CLIENT), ("S", _SERVER)):
+            if prefix := pattern.match(line):
+                who, body = side, line[prefix.end() :]
+                break
         match = _REPLY_LINE.match(body.strip()) if who != "C" else None
         if match is None or (who is None and transcript.in_message and not group):
             close()
