@@ -1,0 +1,538 @@
+"""One mail transaction on an open connection, pipelined (RFC 2920) where the server allows it.
+
+This is the one seam below aiosmtplib's command API. aiosmtplib's ``SMTPProtocol`` parses one
+reply per waiting command and drops reply bytes that arrive while no command waits, so it cannot
+read the replies to several commands written at once. :func:`run_transaction` therefore takes
+the connection's transport for the length of one transaction: it installs its own protocol
+(:class:`_ReplyReader`, through the public ``transport.set_protocol``), writes the commands,
+reads exactly as many replies as it wrote commands, and hands the transport back to aiosmtplib's
+protocol afterwards (or, if the connection died meanwhile, tells aiosmtplib it did).
+
+With PIPELINING advertised (RFC 2920 section 3.1), MAIL, every RCPT and DATA go in one write and
+the replies are paired with the commands by count. Without it, the same code writes one command
+and reads its reply before the next, and stops early as RFC 5321 requires (no RCPT after a
+refused MAIL, no DATA when no recipient was accepted).
+
+Every reply is checked. The cases pipelining adds:
+
+* DATA answered 354 although no recipient was accepted (or MAIL was refused): the server now
+  reads message content, so a lone "." ends it (RFC 2920 section 3.1) and the transaction fails
+  with the recipients' (or the sender's) typed errors.
+* 421 at any point: the server is closing the channel; replies after it never come.
+* The connection breaks, or a reply does not come in time: before the final "." was written this
+  is :class:`~smtp_guard.errors.ServerDisconnected` / :class:`~smtp_guard.errors.ReadTimeout`
+  (nothing was delivered, safe to retry); after it, :class:`~smtp_guard.errors.DeliveryUncertain`.
+
+Replies are parsed by :class:`ReplyParser` (sans-IO: bounded line and reply length, multi-line
+aware, any chunking), and turned into typed errors by :func:`smtp_guard.classify.error_from_reply`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import aiosmtplib
+from aiosmtplib import SMTPResponse
+from aiosmtplib.protocol import normalize_message_line_endings
+
+from smtp_guard._enums import Phase
+from smtp_guard.classify import error_from_reply
+from smtp_guard.errors import (
+    DeliveryUncertain,
+    InvalidInput,
+    MessageTooLarge,
+    ProtocolError,
+    ReadTimeout,
+    RecipientsRefused,
+    ReplyError,
+    ServerDisconnected,
+    SMTPGuardError,
+)
+
+__all__ = [
+    "MAX_LINE_LENGTH",
+    "MAX_REPLY_LENGTH",
+    "ReplyParser",
+    "TransactionResult",
+    "run_transaction",
+]
+
+#: Longest reply line accepted, in bytes (RFC 5321 section 4.5.3.1.5 says 512; servers exceed it).
+MAX_LINE_LENGTH = 8192
+#: Longest whole (multi-line) reply accepted, in bytes.
+MAX_REPLY_LENGTH = MAX_LINE_LENGTH * 4
+
+_REPLY_LINE = re.compile(rb"([2-5][0-9][0-9])([ -]|\r?$)")
+_PERIOD_AT_LINE_START = re.compile(rb"(?m)^\.")
+# Anything that would end the address on the command line, or start another command.
+_BAD_ADDRESS = re.compile(r"[\x00-\x20\x7f<>]")
+_ACCEPTED_RCPT = (250, 251)
+
+
+class ReplyParser:
+    """Sans-IO: split bytes from the server into SMTP replies, whatever the chunking.
+
+    ``feed(data)`` returns the replies completed by ``data`` (possibly none, possibly several),
+    each an ``aiosmtplib.SMTPResponse`` whose ``message`` is formed exactly as aiosmtplib forms
+    it (continuation lines joined with "\\n"), so errors built from it read the same.
+    Raises :class:`~smtp_guard.errors.ProtocolError` on a line without a 2xx-5xx code, lines of
+    one reply that disagree on the code, a line longer than :data:`MAX_LINE_LENGTH` or a reply
+    longer than :data:`MAX_REPLY_LENGTH`; after that the parser is unusable.
+    """
+
+    def __init__(
+        self, *, max_line: int = MAX_LINE_LENGTH, max_reply: int = MAX_REPLY_LENGTH
+    ) -> None:
+        self._max_line = max_line
+        self._max_reply = max_reply
+        self._buffer = bytearray()
+        self._code: int | None = None
+        self._lines: list[bytes] = []
+        self._reply_size = 0
+
+    @property
+    def pending(self) -> bool:
+        """Whether bytes of an unfinished reply are held."""
+        return bool(self._buffer or self._lines)
+
+    def feed(self, data: bytes) -> list[SMTPResponse]:
+        self._buffer.extend(data)
+        replies: list[SMTPResponse] = []
+        start = 0
+        while True:
+            end = self._buffer.find(b"\n", start)
+            if end == -1:
+                break
+            line = bytes(self._buffer[start : end + 1])
+            start = end + 1
+            reply = self._line(line)
+            if reply is not None:
+                replies.append(reply)
+        del self._buffer[:start]
+        if len(self._buffer) > self._max_line:
+            raise ProtocolError(f"reply line longer than {self._max_line} bytes")
+        return replies
+
+    def _line(self, line: bytes) -> SMTPResponse | None:
+        if len(line) > self._max_line:
+            raise ProtocolError(f"reply line longer than {self._max_line} bytes")
+        self._reply_size += len(line)
+        if self._reply_size > self._max_reply:
+            raise ProtocolError(f"reply longer than {self._max_reply} bytes")
+        match = _REPLY_LINE.match(line.rstrip(b"\n"))
+        if match is None:
+            shown = line[:60].decode("utf-8", "replace").strip()
+            raise ProtocolError(f"not an SMTP reply line: {shown!r}")
+        code = int(match.group(1))
+        if self._code is None:
+            self._code = code
+        elif code != self._code:
+            raise ProtocolError(f"reply lines disagree on the code: {self._code} then {code}")
+        self._lines.append(line[4:].strip(b" \t\r\n"))
+        if match.group(2) == b"-":
+            return None
+        reply = SMTPResponse(code, b"\n".join(self._lines).decode("utf-8", "surrogateescape"))
+        self._code, self._lines, self._reply_size = None, [], 0
+        return reply
+
+
+class _ReplyReader(asyncio.Protocol):
+    """The protocol installed on the transport while :func:`run_transaction` owns it."""
+
+    def __init__(self) -> None:
+        self.parser = ReplyParser()
+        self.replies: collections.deque[SMTPResponse] = collections.deque()
+        self.error: SMTPGuardError | None = None
+        self.lost = False
+        self.lost_exc: Exception | None = None
+        self.closed_by_peer = False
+        self._wakeup: asyncio.Future[None] | None = None
+        self._paused = False
+        self._drained: asyncio.Future[None] | None = None
+
+    # -- asyncio.Protocol
+    def data_received(self, data: bytes) -> None:
+        if self.error is not None:
+            return
+        try:
+            self.replies.extend(self.parser.feed(data))
+        except ProtocolError as exc:
+            self.error = exc
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self.closed_by_peer = True
+        self._wake()
+        return False  # the transport closes itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self.lost_exc = exc
+        self.closed_by_peer = True
+        self._wake()
+        self.resume_writing()
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+
+    # -- used by run_transaction
+    def _wake(self) -> None:
+        if self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
+
+    async def drain(self) -> None:
+        if self._paused and not self.lost:
+            self._drained = asyncio.get_running_loop().create_future()
+            await self._drained
+
+    async def next_reply(self, timeout: float | None) -> SMTPResponse | None:
+        """The next reply; None if the connection closed first. Raises on garbage or timeout."""
+        while not self.replies:
+            if self.error is not None:
+                raise self.error
+            if self.closed_by_peer:
+                return None
+            self._wakeup = asyncio.get_running_loop().create_future()
+            try:
+                await asyncio.wait_for(self._wakeup, timeout)
+            except asyncio.TimeoutError:
+                raise ReadTimeout("timed out waiting for the server's reply") from None
+            finally:
+                self._wakeup = None
+        return self.replies.popleft()
+
+
+@dataclass(frozen=True)
+class TransactionResult:
+    """What one completed transaction did: the message went to ``accepted``."""
+
+    accepted: tuple[str, ...]
+    #: Each recipient the server refused at RCPT, with its typed error.
+    refused: dict[str, ReplyError] = field(default_factory=dict)
+    #: The server's reply after the final ".".
+    response: SMTPResponse = field(default_factory=lambda: SMTPResponse(250, ""))
+    #: Whether MAIL, RCPT and DATA went in one write.
+    pipelined: bool = False
+
+    @property
+    def errors(self) -> dict[str, SMTPResponse]:
+        """Refused recipients as aiosmtplib reports them: address -> SMTPResponse."""
+        return {r: SMTPResponse(e.code, e.message) for r, e in self.refused.items()}
+
+
+def _address(value: str, what: str, encoding: str) -> bytes:
+    if not isinstance(value, str) or not value:
+        raise InvalidInput(f"{what} must be a non-empty address string, got {value!r}")
+    if _BAD_ADDRESS.search(value):
+        raise InvalidInput(
+            f"{what} {value!r} contains a space, control character or angle bracket; "
+            "pass the bare address (a@example.org)"
+        )
+    try:
+        return f"<{value}>".encode(encoding)
+    except UnicodeEncodeError:
+        raise InvalidInput(
+            f"{what} {value!r} is not ASCII: pass mail_options=['SMTPUTF8'] to a server "
+            "that supports SMTPUTF8"
+        ) from None
+
+
+def _options(options: Iterable[str], what: str) -> list[bytes]:
+    out = []
+    for option in options:
+        if not isinstance(option, str) or not option or _BAD_ADDRESS.search(option.strip("<>")):
+            raise InvalidInput(f"{what} option {option!r} is empty or contains a space or CR/LF")
+        try:
+            out.append(option.encode("ascii"))
+        except UnicodeEncodeError:
+            raise InvalidInput(f"{what} option {option!r} is not ASCII") from None
+    return out
+
+
+def _size_limit(smtp: aiosmtplib.SMTP) -> int | None:
+    if not smtp.supports_extension("size"):
+        return None
+    try:
+        limit = int(smtp.esmtp_extensions.get("size", "").strip() or 0)
+    except ValueError:
+        return None
+    return limit or None
+
+
+class _Transaction:
+    """State of one :func:`run_transaction` call while it owns the transport."""
+
+    def __init__(
+        self, transport: asyncio.WriteTransport, reader: _ReplyReader, timeout: float | None
+    ) -> None:
+        self.transport = transport
+        self.reader = reader
+        self.timeout = timeout
+        self.close = False  # close the connection when handing it back
+
+    def write(self, data: bytes) -> None:
+        if self.reader.closed_by_peer or self.transport.is_closing():
+            raise ServerDisconnected("the server closed the connection")
+        self.transport.write(data)
+
+    async def reply(self, phase: Phase) -> SMTPResponse:
+        """The next reply; a broken connection or timeout is a typed error for ``phase``."""
+        try:
+            reply = await self.reader.next_reply(self.timeout)
+        except (ReadTimeout, ProtocolError):
+            self.close = True
+            raise
+        if reply is None:
+            self.close = True
+            raise ServerDisconnected(
+                f"the server closed the connection before replying to {phase.value.upper()}"
+            )
+        if reply.code == 421:
+            self.close = True  # RFC 5321 3.8: the server closes the channel after a 421
+        return reply
+
+    async def abort_data(self) -> None:
+        """DATA got 354 but no message will follow: a lone "." ends the data (RFC 2920 3.1)."""
+        self.write(b".\r\n")
+        await self.reply(Phase.MESSAGE)
+
+    async def reset(self) -> None:
+        """RSET after a failed transaction so the connection can carry the next one."""
+        if self.close:
+            return
+        try:
+            self.write(b"RSET\r\n")
+            reply = await self.reply(Phase.MAIL)
+        except SMTPGuardError:
+            self.close = True
+            return
+        if reply.code != 250:
+            self.close = True
+
+
+async def run_transaction(
+    smtp: aiosmtplib.SMTP,
+    sender: str,
+    recipients: Sequence[str],
+    message: bytes,
+    *,
+    mail_options: Iterable[str] = (),
+    rcpt_options: Iterable[str] = (),
+    pipelining: bool = True,
+    timeout: float | None = None,
+) -> TransactionResult:
+    """Send one message on an open, greeted connection (EHLO done); pipelined if advertised.
+
+    ``message`` is the content as bytes (line endings are normalised and leading dots doubled
+    here, as aiosmtplib does). Returns a :class:`TransactionResult` when the server accepted the
+    message for at least one recipient; the refused ones are in ``result.refused``.
+
+    Raises, with nothing delivered: :class:`~smtp_guard.errors.InvalidInput` (before any byte
+    is sent), the typed :class:`~smtp_guard.errors.ReplyError` for a refused MAIL, DATA or
+    message, :class:`~smtp_guard.errors.RecipientsRefused` when every recipient was refused,
+    :class:`~smtp_guard.errors.ServerDisconnected`, :class:`~smtp_guard.errors.ReadTimeout`,
+    :class:`~smtp_guard.errors.ProtocolError`. Raises
+    :class:`~smtp_guard.errors.DeliveryUncertain` when the final "." went out and no reply came.
+    The connection is left ready for the next transaction (RSET after a failure) or closed.
+    ``timeout`` bounds the wait for each reply (default: the connection's own ``timeout``).
+    The caller must not use ``smtp`` for anything else while this runs.
+    """
+    if isinstance(recipients, str):
+        recipients = [recipients]
+    recipients = list(recipients)
+    if not recipients:
+        raise InvalidInput("no recipients given")
+    if not isinstance(message, bytes | bytearray):
+        raise InvalidInput(f"message must be bytes, got {type(message).__name__}")
+    mail_opts = _options(mail_options, "MAIL")
+    rcpt_opts = _options(rcpt_options, "RCPT")
+    utf8 = any(o.lower() == b"smtputf8" for o in mail_opts)
+    encoding = "utf-8" if utf8 else "ascii"
+    mail_cmd_addr = _address(sender, "sender", encoding) if sender else b"<>"
+    rcpt_addrs = [_address(r, "recipient", encoding) for r in recipients]
+    if len(set(recipients)) != len(recipients):
+        raise InvalidInput("a recipient is listed twice; each must appear once")
+
+    protocol = smtp.protocol
+    transport = smtp.transport
+    if not smtp.is_connected or protocol is None or transport is None:
+        raise ServerDisconnected("the connection is not open")
+    if smtp.is_ehlo_or_helo_needed:
+        raise InvalidInput("the connection has not been greeted (EHLO) yet")
+    if utf8 and not smtp.supports_extension("smtputf8"):
+        raise InvalidInput("mail_options has SMTPUTF8 but the server does not advertise it")
+
+    content = normalize_message_line_endings(bytes(message))
+    limit = _size_limit(smtp)
+    if limit is not None:
+        if len(content) > limit:
+            raise MessageTooLarge(
+                552,
+                f"5.3.4 Message of {len(content)} bytes is over the server's SIZE {limit}",
+                enhanced="5.3.4",
+                phase=Phase.MAIL,
+                sender=sender,
+                permanent=True,
+            )
+        mail_opts.insert(0, f"SIZE={len(content)}".encode("ascii"))
+    payload = _PERIOD_AT_LINE_START.sub(b"..", content) + b".\r\n"
+
+    pipelined = pipelining and smtp.supports_extension("pipelining")
+    mail_cmd = b" ".join([b"MAIL FROM:" + mail_cmd_addr, *mail_opts]) + b"\r\n"
+    rcpt_cmds = [b" ".join([b"RCPT TO:" + a, *rcpt_opts]) + b"\r\n" for a in rcpt_addrs]
+
+    reader = _ReplyReader()
+    write_transport: asyncio.WriteTransport = transport  # type: ignore[assignment]
+    tx = _Transaction(write_transport, reader, smtp.timeout if timeout is None else timeout)
+    transport.set_protocol(reader)
+    try:
+        envelope = _Envelope(sender, recipients, mail_cmd, rcpt_cmds, payload)
+        result = await _converse(tx, envelope, pipelined=pipelined)
+    except SMTPGuardError:
+        raise
+    except BaseException:
+        tx.close = True  # cancelled mid-conversation: the dialogue's state is unknown
+        raise
+    finally:
+        _hand_back(smtp, protocol, transport, reader, close=tx.close or bool(reader.replies))
+    return result
+
+
+def _hand_back(
+    smtp: aiosmtplib.SMTP,
+    protocol: asyncio.BaseProtocol,
+    transport: asyncio.BaseTransport,
+    reader: _ReplyReader,
+    *,
+    close: bool,
+) -> None:
+    """Give the transport back to aiosmtplib's protocol, closing it if it is not reusable."""
+    if reader.lost:
+        # The connection died while we held it: aiosmtplib's protocol never heard of it.
+        protocol.connection_lost(reader.lost_exc)
+        smtp.close()
+        return
+    transport.set_protocol(protocol)
+    if close or reader.closed_by_peer or reader.parser.pending:
+        smtp.close()  # the transport's connection_lost now reaches aiosmtplib's protocol
+
+
+async def _converse(tx: _Transaction, envelope: _Envelope, *, pipelined: bool) -> TransactionResult:
+    if pipelined:
+        accepted, refused = await _envelope_pipelined(tx, envelope)
+    else:
+        accepted, refused = await _envelope_stepwise(tx, envelope)
+    final = await _content(tx, envelope, accepted)
+    return TransactionResult(tuple(accepted), refused, final, pipelined)
+
+
+@dataclass(frozen=True)
+class _Envelope:
+    sender: str
+    recipients: list[str]
+    mail_cmd: bytes
+    rcpt_cmds: list[bytes]
+    payload: bytes
+
+    def error(self, reply: SMTPResponse, phase: Phase, recipient: str | None = None) -> ReplyError:
+        return error_from_reply(reply.code, reply.message, phase, recipient, sender=self.sender)
+
+
+_Outcome = tuple[list[str], dict[str, ReplyError]]
+
+
+async def _rcpt_replies(tx: _Transaction, env: _Envelope, recipient: str, out: _Outcome) -> None:
+    rcpt = await tx.reply(Phase.RCPT)
+    if rcpt.code in _ACCEPTED_RCPT:
+        out[0].append(recipient)
+        return
+    out[1][recipient] = env.error(rcpt, Phase.RCPT, recipient)
+    if rcpt.code == 421:
+        raise out[1][recipient]
+
+
+async def _envelope_pipelined(tx: _Transaction, env: _Envelope) -> _Outcome:
+    """MAIL, every RCPT and DATA in one write; then their replies, paired by count."""
+    tx.write(env.mail_cmd + b"".join(env.rcpt_cmds) + b"DATA\r\n")
+    out: _Outcome = ([], {})
+    mail = await tx.reply(Phase.MAIL)
+    if mail.code == 421:
+        raise env.error(mail, Phase.MAIL)
+    for recipient in env.recipients:
+        await _rcpt_replies(tx, env, recipient, out)
+    data = await tx.reply(Phase.DATA)
+    if data.code == 421:
+        raise env.error(data, Phase.DATA)
+    if mail.code != 250 or not out[0]:
+        # The transaction failed; if the server still said 354 it now reads content.
+        if data.code == 354:
+            await tx.abort_data()
+        else:
+            await tx.reset()
+        if mail.code != 250:
+            raise env.error(mail, Phase.MAIL)
+        raise RecipientsRefused(out[1])
+    if data.code != 354:
+        await tx.reset()
+        raise env.error(data, Phase.DATA)
+    return out
+
+
+async def _envelope_stepwise(tx: _Transaction, env: _Envelope) -> _Outcome:
+    """One command, then its reply, then the next (no PIPELINING): stop as soon as it fails."""
+    tx.write(env.mail_cmd)
+    mail = await tx.reply(Phase.MAIL)
+    if mail.code != 250:
+        await tx.reset()
+        raise env.error(mail, Phase.MAIL)
+    out: _Outcome = ([], {})
+    for recipient, cmd in zip(env.recipients, env.rcpt_cmds, strict=True):
+        tx.write(cmd)
+        await _rcpt_replies(tx, env, recipient, out)
+    if not out[0]:
+        await tx.reset()
+        raise RecipientsRefused(out[1])
+    tx.write(b"DATA\r\n")
+    data = await tx.reply(Phase.DATA)
+    if data.code != 354:
+        await tx.reset()
+        raise env.error(data, Phase.DATA)
+    return out
+
+
+async def _content(tx: _Transaction, env: _Envelope, accepted: list[str]) -> SMTPResponse:
+    """Write the message and its final "."; from here on a lost reply is DeliveryUncertain."""
+    tx.write(env.payload)
+    try:
+        await tx.reader.drain()
+        final = await tx.reader.next_reply(tx.timeout)
+    except ReadTimeout:
+        tx.close = True
+        raise DeliveryUncertain(
+            "no reply to the final '.' in time: the message may have been delivered",
+            recipients=accepted,
+        ) from None
+    except ProtocolError:
+        tx.close = True
+        raise
+    if final is None:
+        tx.close = True
+        raise DeliveryUncertain(
+            "the connection closed after the final '.' before the server replied: "
+            "the message may have been delivered",
+            recipients=accepted,
+        )
+    if final.code == 421:
+        tx.close = True
+    if final.code != 250:
+        raise env.error(final, Phase.MESSAGE)
+    return final

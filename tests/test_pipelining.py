@@ -1,0 +1,555 @@
+"""RFC 2920 pipelining seam: reply parsing under any chunking, and whole transactions over real
+sockets against a raw scripted peer (which can answer in odd chunkings and misbehave) and an
+aiosmtpd server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import socket
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+import aiosmtplib
+import pytest
+from aiosmtpd.smtp import SMTP as AiosmtpdSMTP
+from hypothesis import given
+from hypothesis import strategies as st
+
+from smtp_guard._enums import Phase
+from smtp_guard.errors import (
+    DeliveryUncertain,
+    InvalidInput,
+    MailboxNotFound,
+    MailboxUnavailable,
+    MessageTooLarge,
+    PermanentError,
+    ProtocolError,
+    ReadTimeout,
+    RecipientsRefused,
+    ReplyError,
+    ServerDisconnected,
+    TransientError,
+)
+from smtp_guard.pipelining import ReplyParser, run_transaction
+
+MESSAGE = b"From: a@sender.test\r\nTo: b@rcpt.test\r\nSubject: hi\r\n\r\nHello.\r\n"
+
+# --------------------------------------------------------------------------- ReplyParser
+
+REPLIES = (
+    b"250 2.1.0 Ok\r\n"
+    b"250-first\r\n250-second line\r\n250 last\r\n"
+    b"550 5.1.1 <x@y.test>: Recipient address rejected: User unknown\r\n"
+    b"354\r\n"
+    b"451 4.7.1 lf only\n"
+)
+EXPECTED = [
+    aiosmtplib.SMTPResponse(250, "2.1.0 Ok"),
+    aiosmtplib.SMTPResponse(250, "first\nsecond line\nlast"),
+    aiosmtplib.SMTPResponse(550, "5.1.1 <x@y.test>: Recipient address rejected: User unknown"),
+    aiosmtplib.SMTPResponse(354, ""),
+    aiosmtplib.SMTPResponse(451, "4.7.1 lf only"),
+]
+
+
+def _feed_in(chunks: list[bytes]) -> list[aiosmtplib.SMTPResponse]:
+    parser = ReplyParser()
+    out: list[aiosmtplib.SMTPResponse] = []
+    for chunk in chunks:
+        out += parser.feed(chunk)
+    assert not parser.pending
+    return out
+
+
+def test_parser_all_at_once_and_one_byte_at_a_time() -> None:
+    assert _feed_in([REPLIES]) == EXPECTED
+    assert _feed_in([REPLIES[i : i + 1] for i in range(len(REPLIES))]) == EXPECTED
+
+
+@given(st.lists(st.integers(min_value=0, max_value=len(REPLIES)), max_size=20))
+def test_parser_any_chunking_gives_the_same_replies(cuts: list[int]) -> None:
+    points = [0, *sorted(cuts), len(REPLIES)]
+    chunks = [REPLIES[a:b] for a, b in itertools.pairwise(points)]
+    assert _feed_in(chunks) == EXPECTED
+
+
+def test_parser_matches_aiosmtplib_message_form() -> None:
+    # aiosmtplib strips each line and joins continuation lines with "\n"; errors built from
+    # our replies must read exactly like errors built from aiosmtplib's.
+    parser = ReplyParser()
+    (reply,) = parser.feed(b"250-  a \t\r\n250 b  \r\n")
+    assert reply == aiosmtplib.SMTPResponse(250, "a\nb")
+
+
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        (b"hello\r\n", "not an SMTP reply line"),
+        (b"99 x\r\n", "not an SMTP reply line"),
+        (b"600 out of range\r\n", "not an SMTP reply line"),
+        (b"250x no separator\r\n", "not an SMTP reply line"),
+        (b"250-a\r\n550 b\r\n", "disagree"),
+        (b"250 " + b"x" * 9000 + b"\r\n", "longer than"),
+        (b"250 " + b"x" * 9000, "longer than"),
+        (b"250-xxxxxxxxxx\r\n" * 3000, "reply longer than"),
+    ],
+)
+def test_parser_refuses_what_is_not_smtp(data: bytes, words: str) -> None:
+    with pytest.raises(ProtocolError, match=words):
+        ReplyParser().feed(data)
+
+
+# --------------------------------------------------------------------------- scripted raw peer
+
+Reply = bytes | Callable[[bytes], bytes]
+DROP = b"<drop>"  # close the connection instead of replying
+HANG = b"<hang>"  # never reply
+
+
+@dataclass
+class Peer:
+    """A raw-socket SMTP peer: scripted replies, chosen chunking, records what arrived.
+
+    With ``pipelining`` it answers MAIL/RCPT only once DATA arrived (a client that did not
+    pipeline would wait forever); without it, it notes any command that arrived in the same
+    read as an earlier unanswered one (a client that pipelined anyway).
+    """
+
+    pipelining: bool = True
+    chunk: int | None = None  # None: all pending replies in one write
+    mail: Reply = b"250 2.1.0 Ok\r\n"
+    rcpt: Reply = b"250 2.1.5 Ok\r\n"
+    data: Reply = b"354 End data with <CR><LF>.<CR><LF>\r\n"
+    final: Reply = b"250 2.0.0 Ok: queued as ABC\r\n"
+    commands: list[bytes] = field(default_factory=list)
+    contents: list[bytes] = field(default_factory=list)
+    batched_without_pipelining: int = 0
+    port: int = 0
+    connections: int = 0
+
+    def _answer(self, what: Reply, line: bytes) -> bytes:
+        return what(line) if callable(what) else what
+
+    async def _send(self, writer: asyncio.StreamWriter, data: bytes) -> None:
+        step = self.chunk or len(data) or 1
+        for i in range(0, len(data), step):
+            writer.write(data[i : i + step])
+            await writer.drain()
+            if self.chunk:
+                await asyncio.sleep(0)
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            await self._serve(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await self._send(writer, b"220 peer.test ESMTP\r\n")
+        pending: list[bytes] = []
+        while True:
+            line = await reader.readline()
+            if not line:
+                return
+            self.commands.append(line)
+            verb = line[:4].upper()
+            if verb == b"QUIT":
+                await self._send(writer, b"221 Bye\r\n")
+                return
+            reply = self._reply_for(verb, line)
+            pending.append(reply)
+            if self.pipelining and verb in (b"MAIL", b"RCPT"):
+                continue  # answer the whole group once DATA came
+            unread: bytes = bytes(getattr(reader, "_buffer", b""))  # what came after this line
+            if not self.pipelining and unread:
+                self.batched_without_pipelining += 1  # a second command came unanswered
+            out, pending = b"".join(pending), []
+            if DROP in out:
+                await self._send(writer, out.split(DROP)[0])
+                return
+            if HANG in out:
+                await self._send(writer, out.split(HANG)[0])
+                await asyncio.sleep(3600)
+            await self._send(writer, out)
+            if (
+                verb == b"DATA"
+                and reply.startswith(b"354")
+                and not await self._content(reader, writer)
+            ):
+                return
+
+    def _reply_for(self, verb: bytes, line: bytes) -> bytes:
+        if verb == b"EHLO":
+            ext = b"250-PIPELINING\r\n" if self.pipelining else b""
+            return b"250-peer.test\r\n250-SIZE 100000\r\n" + ext + b"250 8BITMIME\r\n"
+        scripted = {b"MAIL": self.mail, b"RCPT": self.rcpt, b"DATA": self.data}.get(verb)
+        return b"250 Ok\r\n" if scripted is None else self._answer(scripted, line)
+
+    async def _content(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        """Read the message up to its final "." and answer; False when the peer hangs up."""
+        lines: list[bytes] = []
+        while not lines or lines[-1] != b".\r\n":
+            line = await reader.readline()
+            if not line:
+                return False
+            lines.append(line)
+        body = b"".join(lines)
+        self.contents.append(body)
+        final = self._answer(self.final, body)
+        if final == DROP:
+            return False
+        if final == HANG:
+            await asyncio.sleep(3600)
+        await self._send(writer, final)
+        return True
+
+
+@contextlib.asynccontextmanager
+async def serve(peer: Peer) -> AsyncIterator[Peer]:
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        tasks.add(task)
+        try:
+            await peer.handle(r, w)
+        except asyncio.CancelledError:
+            pass  # the test is over; asyncio's stream callback would log a cancelled task
+        finally:
+            tasks.discard(task)
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    peer.port = server.sockets[0].getsockname()[1]
+    try:
+        yield peer
+    finally:
+        server.close()
+        for task in list(tasks):
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await server.wait_closed()
+
+
+@contextlib.asynccontextmanager
+async def connected(peer: Peer, timeout: float = 5.0) -> AsyncIterator[aiosmtplib.SMTP]:
+    async with serve(peer):
+        smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=peer.port, timeout=timeout)
+        await smtp.connect(start_tls=False)
+        await smtp.ehlo()
+        try:
+            yield smtp
+        finally:
+            smtp.close()
+
+
+def _verbs(peer: Peer) -> list[bytes]:
+    return [c.split(b" ")[0].split(b":")[0].strip().upper() for c in peer.commands]
+
+
+# --------------------------------------------------------------------------- transactions
+
+
+@pytest.mark.parametrize("chunk", [None, 1, 3, 7])
+@pytest.mark.parametrize("pipelining", [True, False])
+async def test_transaction_delivers_whatever_the_chunking(
+    pipelining: bool, chunk: int | None
+) -> None:
+    peer = Peer(pipelining=pipelining, chunk=chunk)
+    async with connected(peer) as smtp:
+        result = await run_transaction(
+            smtp, "a@sender.test", ["b@rcpt.test", "c@rcpt.test"], MESSAGE
+        )
+        assert result.accepted == ("b@rcpt.test", "c@rcpt.test")
+        assert result.refused == {}
+        assert result.pipelined is pipelining
+        assert result.response == aiosmtplib.SMTPResponse(250, "2.0.0 Ok: queued as ABC")
+        # the connection went back to aiosmtplib in a usable state
+        assert (await smtp.noop()).code == 250
+    assert peer.contents == [MESSAGE + b".\r\n"]
+    assert peer.batched_without_pipelining == 0
+    assert _verbs(peer)[1:5] == [b"MAIL", b"RCPT", b"RCPT", b"DATA"]
+    assert peer.commands[1] == b"MAIL FROM:<a@sender.test> SIZE=%d\r\n" % len(MESSAGE)
+
+
+async def test_pipelining_off_sends_one_command_at_a_time_even_if_advertised() -> None:
+    peer = Peer(pipelining=True)
+
+    async def never_pipelined() -> None:
+        async with connected(peer, timeout=0.5) as smtp:
+            await run_transaction(smtp, "a@s.test", ["b@r.test"], MESSAGE, pipelining=False)
+
+    # The peer answers MAIL only once DATA came, so a non-pipelining client waits in vain.
+    with pytest.raises(ReadTimeout):
+        await never_pipelined()
+    assert _verbs(peer)[1:] == [b"MAIL"]
+
+
+async def test_two_transactions_on_one_connection_and_dot_stuffing() -> None:
+    peer = Peer()
+    body = b"Subject: dots\r\n\r\n.leading dot\r\n..two\r\nlone\n.\nend"
+    async with connected(peer) as smtp:
+        await run_transaction(smtp, "a@s.test", ["b@r.test"], body)
+        await run_transaction(smtp, "a@s.test", ["c@r.test"], MESSAGE)
+    assert peer.contents[0] == (
+        b"Subject: dots\r\n\r\n..leading dot\r\n...two\r\nlone\r\n..\r\nend\r\n.\r\n"
+    )
+    assert peer.contents[1] == MESSAGE + b".\r\n"
+    assert peer.connections == 1
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+async def test_mixed_recipients_go_to_the_accepted_ones(pipelining: bool) -> None:
+    peer = Peer(pipelining=pipelining)
+    peer.rcpt = lambda line: (
+        b"550 5.1.1 <nobody@r.test>: User unknown\r\n"
+        if b"nobody@" in line
+        else b"450 4.2.1 try later\r\n"
+        if b"later@" in line
+        else b"250 Ok\r\n"
+    )
+    async with connected(peer) as smtp:
+        result = await run_transaction(
+            smtp, "a@s.test", ["nobody@r.test", "ok@r.test", "later@r.test"], MESSAGE
+        )
+    assert result.accepted == ("ok@r.test",)
+    assert set(result.refused) == {"nobody@r.test", "later@r.test"}
+    nobody = result.refused["nobody@r.test"]
+    assert isinstance(nobody, PermanentError)
+    assert isinstance(nobody, MailboxUnavailable)
+    assert isinstance(nobody, aiosmtplib.SMTPRecipientRefused)
+    assert (nobody.code, nobody.recipient, nobody.phase) == (550, "nobody@r.test", Phase.RCPT)
+    assert isinstance(result.refused["later@r.test"], TransientError)
+    assert result.errors["nobody@r.test"] == (550, "5.1.1 <nobody@r.test>: User unknown")
+    assert len(peer.contents) == 1
+
+
+async def test_all_recipients_refused_but_data_accepted_sends_a_lone_dot() -> None:
+    # RFC 2920 3.1: the server may answer 354 to a pipelined DATA even though every RCPT
+    # failed; the client then sends "." alone and the transaction fails.
+    peer = Peer(rcpt=b"550 5.1.1 User unknown\r\n", final=b"554 5.5.1 No valid recipients\r\n")
+    async with connected(peer) as smtp:
+        with pytest.raises(RecipientsRefused) as caught:
+            await run_transaction(smtp, "a@s.test", ["x@r.test", "y@r.test"], MESSAGE)
+        assert (await smtp.noop()).code == 250  # still usable
+    assert peer.contents == [b".\r\n"]  # no message content went out
+    assert isinstance(caught.value, aiosmtplib.SMTPRecipientsRefused)
+    assert set(caught.value.refused) == {"x@r.test", "y@r.test"}
+    assert all(isinstance(e, MailboxUnavailable) for e in caught.value.refused.values())
+    assert caught.value.permanent
+
+
+async def test_all_refused_and_data_refused_resets_the_envelope() -> None:
+    peer = Peer(rcpt=b"550 5.1.1 User unknown\r\n", data=b"554 5.5.1 No valid recipients\r\n")
+    async with connected(peer) as smtp:
+        with pytest.raises(RecipientsRefused):
+            await run_transaction(smtp, "a@s.test", ["x@r.test"], MESSAGE)
+    assert peer.contents == []
+    assert b"RSET" in _verbs(peer)
+
+
+async def test_refused_sender_fails_the_transaction_even_if_data_got_354() -> None:
+    peer = Peer(mail=b"553 5.1.8 Sender address rejected\r\n", rcpt=b"503 5.5.1 need MAIL\r\n")
+    async with connected(peer) as smtp:
+        with pytest.raises(ReplyError) as caught:
+            await run_transaction(smtp, "a@s.test", ["x@r.test"], MESSAGE)
+    err = caught.value
+    assert (err.code, err.phase, err.sender) == (553, Phase.MAIL, "a@s.test")
+    assert isinstance(err, aiosmtplib.SMTPSenderRefused)
+    assert peer.contents == [b".\r\n"]
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+async def test_refused_sender_stops_before_rcpt_without_pipelining(pipelining: bool) -> None:
+    peer = Peer(pipelining=pipelining, mail=b"451 4.3.0 try again\r\n", data=b"503 5.5.1 x\r\n")
+    async with connected(peer) as smtp:
+        with pytest.raises(TransientError):
+            await run_transaction(smtp, "a@s.test", ["x@r.test"], MESSAGE)
+        assert smtp.is_connected
+    expected = [b"MAIL", b"RCPT", b"DATA", b"RSET"] if pipelining else [b"MAIL", b"RSET"]
+    assert _verbs(peer)[1:] == expected
+
+
+async def test_data_refused_after_accepted_recipients() -> None:
+    peer = Peer(data=b"451 4.3.0 Local error\r\n")
+    async with connected(peer) as smtp:
+        with pytest.raises(TransientError) as caught:
+            await run_transaction(smtp, "a@s.test", ["x@r.test"], MESSAGE)
+    assert (caught.value.code, caught.value.phase) == (451, Phase.DATA)
+    assert peer.contents == []
+
+
+async def test_message_refused_after_the_dot() -> None:
+    peer = Peer(final=b"552 5.3.4 Message too big for system\r\n")
+    async with connected(peer) as smtp:
+        with pytest.raises(MessageTooLarge) as caught:
+            await run_transaction(smtp, "a@s.test", ["x@r.test"], MESSAGE)
+        assert smtp.is_connected
+    assert caught.value.phase is Phase.MESSAGE
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+async def test_421_at_rcpt_closes_and_keeps_the_reply(pipelining: bool) -> None:
+    peer = Peer(pipelining=pipelining, rcpt=b"421 4.7.0 Too many connections, closing\r\n")
+    async with connected(peer) as smtp:
+        with pytest.raises(TransientError) as caught:
+            await run_transaction(smtp, "a@s.test", ["x@r.test", "y@r.test"], MESSAGE)
+        assert not smtp.is_connected
+    assert caught.value.code == 421
+    assert "Too many connections" in caught.value.message
+    assert peer.contents == []
+
+
+async def test_drop_before_replies_is_a_disconnect_not_uncertain() -> None:
+    peer = Peer(rcpt=DROP)
+    async with connected(peer) as smtp:
+        with pytest.raises(ServerDisconnected):
+            await run_transaction(smtp, "a@s.test", ["x@r.test"], MESSAGE)
+        assert not smtp.is_connected
+        with pytest.raises(aiosmtplib.SMTPServerDisconnected):
+            await smtp.noop()
+
+
+async def test_drop_after_the_final_dot_is_uncertain() -> None:
+    peer = Peer(final=DROP)
+    async with connected(peer) as smtp:
+        with pytest.raises(DeliveryUncertain) as caught:
+            await run_transaction(smtp, "a@s.test", ["x@r.test", "y@r.test"], MESSAGE)
+        assert not smtp.is_connected
+    assert caught.value.recipients == ("x@r.test", "y@r.test")
+    assert len(peer.contents) == 1
+
+
+async def test_silence_after_the_final_dot_is_uncertain() -> None:
+    peer = Peer(final=HANG)
+    async with connected(peer, timeout=0.3) as smtp:
+        with pytest.raises(DeliveryUncertain):
+            await run_transaction(smtp, "a@s.test", ["x@r.test"], MESSAGE, timeout=0.3)
+        assert not smtp.is_connected
+
+
+async def test_silence_before_the_dot_is_a_read_timeout() -> None:
+    peer = Peer(data=HANG)
+    async with connected(peer) as smtp:
+        with pytest.raises(ReadTimeout):
+            await run_transaction(smtp, "a@s.test", ["x@r.test"], MESSAGE, timeout=0.3)
+        assert not smtp.is_connected
+
+
+async def test_garbage_reply_is_a_protocol_error_and_closes() -> None:
+    peer = Peer(rcpt=b"hello there\r\n")
+    async with connected(peer) as smtp:
+        with pytest.raises(ProtocolError):
+            await run_transaction(smtp, "a@s.test", ["x@r.test"], MESSAGE)
+        assert not smtp.is_connected
+
+
+async def test_cancellation_closes_the_connection() -> None:
+    peer = Peer(final=HANG)
+    async with connected(peer) as smtp:
+        task = asyncio.ensure_future(run_transaction(smtp, "a@s.test", ["x@r.test"], MESSAGE))
+        while not peer.contents:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert not smtp.is_connected
+
+
+@pytest.mark.parametrize(
+    ("sender", "recipients", "words"),
+    [
+        ("a@s.test", ["b@r.test>\r\nRCPT TO:<evil@x.test"], "control character"),
+        ("a@s.test\r\n", ["b@r.test"], "control character"),
+        ("a@s.test", ["b@r.test\x00"], "control character"),
+        ("a@s.test", ["b@r.test", "b@r.test"], "twice"),
+        ("a@s.test", [], "no recipients"),
+        ("a@s.test", ["jü@r.test"], "not ASCII"),
+    ],
+)
+async def test_bad_input_is_refused_before_any_byte(
+    sender: str, recipients: list[str], words: str
+) -> None:
+    peer = Peer()
+    async with connected(peer) as smtp:
+        with pytest.raises(InvalidInput, match=words):
+            await run_transaction(smtp, sender, recipients, MESSAGE)
+        assert (await smtp.noop()).code == 250
+    assert _verbs(peer)[1:] == [b"NOOP"]
+
+
+async def test_message_over_advertised_size_is_refused_before_mail() -> None:
+    peer = Peer()
+    async with connected(peer) as smtp:
+        with pytest.raises(MessageTooLarge) as caught:
+            await run_transaction(smtp, "a@s.test", ["b@r.test"], b"x" * 100_001)
+    assert caught.value.permanent
+    assert _verbs(peer)[1:] == []
+
+
+# --------------------------------------------------------------------------- aiosmtpd
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.envelopes: list[tuple[str, list[str], bytes]] = []
+
+    async def handle_EHLO(
+        self, server: object, session: object, envelope: object, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname  # type: ignore[attr-defined]
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
+    async def handle_RCPT(
+        self, server: object, session: object, envelope: object, address: str, options: list[str]
+    ) -> str:
+        if address.startswith("unknown"):
+            return "550 5.1.1 User unknown"
+        envelope.rcpt_tos.append(address)  # type: ignore[attr-defined]
+        return "250 OK"
+
+    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+        self.envelopes.append(
+            (
+                envelope.mail_from,  # type: ignore[attr-defined]
+                list(envelope.rcpt_tos),  # type: ignore[attr-defined]
+                envelope.original_content,  # type: ignore[attr-defined]
+            )
+        )
+        return "250 2.0.0 Ok: queued"
+
+
+async def test_against_aiosmtpd() -> None:
+    handler = _Recorder()
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: AiosmtpdSMTP(handler), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, timeout=5)
+        await smtp.connect(start_tls=False)
+        await smtp.ehlo()
+        assert smtp.supports_extension("pipelining")
+        result = await run_transaction(
+            smtp, "a@s.test", ["b@r.test", "unknown@r.test", "c@r.test"], MESSAGE
+        )
+        assert result.pipelined
+        assert isinstance(result.refused["unknown@r.test"], MailboxNotFound | MailboxUnavailable)
+        with pytest.raises(RecipientsRefused):
+            await run_transaction(smtp, "a@s.test", ["unknown@r.test"], MESSAGE)
+        await run_transaction(smtp, "d@s.test", ["e@r.test"], MESSAGE)
+        await smtp.quit()
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert [(s, r) for s, r, _ in handler.envelopes] == [
+        ("a@s.test", ["b@r.test", "c@r.test"]),
+        ("d@s.test", ["e@r.test"]),
+    ]
+    assert handler.envelopes[0][2] == MESSAGE
