@@ -113,9 +113,12 @@ class Watcher:
         self._tries: dict[str, int] = {}
         self._first_error: dict[str, SMTPGuardError] = {}
         self._result: ResultDetails | None = None
+        #: Attempts reported for the current send (0: it failed before connecting).
+        self.attempts_seen = 0
 
     def __call__(self, details: HookDetails) -> None:
         if isinstance(details, AttemptDetails):
+            self.attempts_seen += 1
             for rcpt in details.recipients:
                 self._tries[rcpt] = self._tries.get(rcpt, 0) + 1
             for rcpt, error in details.errors.items():
