@@ -2,7 +2,7 @@
 
 This is the one seam below aiosmtplib's command API. aiosmtplib's ``SMTPProtocol`` parses one
 reply per waiting command and drops reply bytes that arrive while no command waits, so it cannot
-read the replies to several commands written at once. :func:`run_transaction` therefore takes
+read the replies to several commands written at once. :func:`run_pipelined` therefore takes
 the connection's transport for the length of one transaction: it installs its own protocol
 (:class:`_ReplyReader`, through the public ``transport.set_protocol``), writes the commands,
 reads exactly as many replies as it wrote commands, and hands the transport back to aiosmtplib's
@@ -24,15 +24,22 @@ Every reply is checked. The cases pipelining adds:
   (nothing was delivered, safe to retry); after it, :class:`~smtp_guard.errors.DeliveryUncertain`.
 
 Replies are parsed by :class:`ReplyParser` (sans-IO: bounded line and reply length, multi-line
-aware, any chunking), and turned into typed errors by :func:`smtp_guard.classify.error_from_reply`.
+aware, any chunking), and turned into typed errors by the client's one mapping
+(:func:`smtp_guard.client._mapping.reply_error`).
+
+Two entry points: :func:`run_pipelined` (an ``aiosmtplib.SMTP`` and raw arguments; raises) and
+:func:`transaction`, a drop-in for the client's ``run_transaction`` (a ``Connection`` and an
+``Envelope``; never raises for the server or the network), which the pooled Mailer hands to the
+retry loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import aiosmtplib
@@ -40,7 +47,11 @@ from aiosmtplib import SMTPResponse
 from aiosmtplib.protocol import normalize_message_line_endings
 
 from smtp_guard._enums import Phase
-from smtp_guard.classify import error_from_reply
+from smtp_guard.client._connect import Connection
+from smtp_guard.client._mapping import reply_error
+from smtp_guard.client._transaction import Prepared, TransactionResult, prepare_message
+from smtp_guard.client._transaction import run_transaction as run_stepwise
+from smtp_guard.client._validate import Envelope
 from smtp_guard.errors import (
     DeliveryUncertain,
     InvalidInput,
@@ -56,9 +67,10 @@ from smtp_guard.errors import (
 __all__ = [
     "MAX_LINE_LENGTH",
     "MAX_REPLY_LENGTH",
+    "PipelinedResult",
     "ReplyParser",
-    "TransactionResult",
-    "run_transaction",
+    "run_pipelined",
+    "transaction",
 ]
 
 #: Longest reply line accepted, in bytes (RFC 5321 section 4.5.3.1.5 says 512; servers exceed it).
@@ -141,7 +153,7 @@ class ReplyParser:
 
 
 class _ReplyReader(asyncio.Protocol):
-    """The protocol installed on the transport while :func:`run_transaction` owns it."""
+    """The protocol installed on the transport while :func:`run_pipelined` owns it."""
 
     def __init__(self) -> None:
         self.parser = ReplyParser()
@@ -184,7 +196,7 @@ class _ReplyReader(asyncio.Protocol):
         if self._drained is not None and not self._drained.done():
             self._drained.set_result(None)
 
-    # -- used by run_transaction
+    # -- used by _Transaction
     def _wake(self) -> None:
         if self._wakeup is not None and not self._wakeup.done():
             self._wakeup.set_result(None)
@@ -212,8 +224,8 @@ class _ReplyReader(asyncio.Protocol):
 
 
 @dataclass(frozen=True)
-class TransactionResult:
-    """What one completed transaction did: the message went to ``accepted``."""
+class PipelinedResult:
+    """What one completed :func:`run_pipelined` did: the message went to ``accepted``."""
 
     accepted: tuple[str, ...]
     #: Each recipient the server refused at RCPT, with its typed error.
@@ -269,7 +281,7 @@ def _size_limit(smtp: aiosmtplib.SMTP) -> int | None:
 
 
 class _Transaction:
-    """State of one :func:`run_transaction` call while it owns the transport."""
+    """State of one :func:`run_pipelined` call while it owns the transport."""
 
     def __init__(
         self, transport: asyncio.WriteTransport, reader: _ReplyReader, timeout: float | None
@@ -278,6 +290,9 @@ class _Transaction:
         self.reader = reader
         self.timeout = timeout
         self.close = False  # close the connection when handing it back
+        self.accepted: list[str] = []
+        self.refused: dict[str, ReplyError] = {}
+        self.dot_sent = False
 
     def write(self, data: bytes) -> None:
         if self.reader.closed_by_peer or self.transport.is_closing():
@@ -319,7 +334,7 @@ class _Transaction:
             self.close = True
 
 
-async def run_transaction(
+async def run_pipelined(
     smtp: aiosmtplib.SMTP,
     sender: str,
     recipients: Sequence[str],
@@ -329,11 +344,11 @@ async def run_transaction(
     rcpt_options: Iterable[str] = (),
     pipelining: bool = True,
     timeout: float | None = None,
-) -> TransactionResult:
+) -> PipelinedResult:
     """Send one message on an open, greeted connection (EHLO done); pipelined if advertised.
 
     ``message`` is the content as bytes (line endings are normalised and leading dots doubled
-    here, as aiosmtplib does). Returns a :class:`TransactionResult` when the server accepted the
+    here, as aiosmtplib does). Returns a :class:`PipelinedResult` when the server accepted the
     message for at least one recipient; the refused ones are in ``result.refused``.
 
     Raises, with nothing delivered: :class:`~smtp_guard.errors.InvalidInput` (before any byte
@@ -362,9 +377,7 @@ async def run_transaction(
     if len(set(recipients)) != len(recipients):
         raise InvalidInput("a recipient is listed twice; each must appear once")
 
-    protocol = smtp.protocol
-    transport = smtp.transport
-    if not smtp.is_connected or protocol is None or transport is None:
+    if not smtp.is_connected:
         raise ServerDisconnected("the connection is not open")
     if smtp.is_ehlo_or_helo_needed:
         raise InvalidInput("the connection has not been greeted (EHLO) yet")
@@ -390,13 +403,26 @@ async def run_transaction(
     mail_cmd = b" ".join([b"MAIL FROM:" + mail_cmd_addr, *mail_opts]) + b"\r\n"
     rcpt_cmds = [b" ".join([b"RCPT TO:" + a, *rcpt_opts]) + b"\r\n" for a in rcpt_addrs]
 
+    envelope = _Envelope(sender, recipients, mail_cmd, rcpt_cmds, payload)
+    async with _owning(smtp, timeout) as tx:
+        accepted, refused = await _envelope(tx, envelope, pipelined=pipelined)
+        final = await _content(tx, envelope)
+    return PipelinedResult(tuple(accepted), refused, final, pipelined)
+
+
+@contextlib.asynccontextmanager
+async def _owning(smtp: aiosmtplib.SMTP, timeout: float | None) -> AsyncIterator[_Transaction]:
+    """Hold ``smtp``'s transport with our own reader for one transaction, then hand it back."""
+    protocol = smtp.protocol
+    transport = smtp.transport
+    if not smtp.is_connected or protocol is None or transport is None:
+        raise ServerDisconnected("the connection is not open")
     reader = _ReplyReader()
     write_transport: asyncio.WriteTransport = transport  # type: ignore[assignment]
     tx = _Transaction(write_transport, reader, smtp.timeout if timeout is None else timeout)
     transport.set_protocol(reader)
     try:
-        envelope = _Envelope(sender, recipients, mail_cmd, rcpt_cmds, payload)
-        result = await _converse(tx, envelope, pipelined=pipelined)
+        yield tx
     except SMTPGuardError:
         raise
     except BaseException:
@@ -404,7 +430,6 @@ async def run_transaction(
         raise
     finally:
         _hand_back(smtp, protocol, transport, reader, close=tx.close or bool(reader.replies))
-    return result
 
 
 def _hand_back(
@@ -426,13 +451,13 @@ def _hand_back(
         smtp.close()  # the transport's connection_lost now reaches aiosmtplib's protocol
 
 
-async def _converse(tx: _Transaction, envelope: _Envelope, *, pipelined: bool) -> TransactionResult:
+async def _envelope(tx: _Transaction, env: _Envelope, *, pipelined: bool) -> _Outcome:
     if pipelined:
-        accepted, refused = await _envelope_pipelined(tx, envelope)
-    else:
-        accepted, refused = await _envelope_stepwise(tx, envelope)
-    final = await _content(tx, envelope, accepted)
-    return TransactionResult(tuple(accepted), refused, final, pipelined)
+        return await _envelope_pipelined(tx, env)
+    return await _envelope_stepwise(tx, env)
+
+
+_Outcome = tuple[list[str], dict[str, ReplyError]]
 
 
 @dataclass(frozen=True)
@@ -443,36 +468,37 @@ class _Envelope:
     rcpt_cmds: list[bytes]
     payload: bytes
 
-    def error(self, reply: SMTPResponse, phase: Phase, recipient: str | None = None) -> ReplyError:
-        return error_from_reply(reply.code, reply.message, phase, recipient, sender=self.sender)
+    def error(
+        self, reply: SMTPResponse, phase: Phase, recipient: str | None = None
+    ) -> SMTPGuardError:
+        """The typed error; a reply that is not 4xx/5xx where one was due is a ProtocolError."""
+        return reply_error(reply.code, reply.message, phase, recipient, sender=self.sender)
 
 
-_Outcome = tuple[list[str], dict[str, ReplyError]]
-
-
-async def _rcpt_replies(tx: _Transaction, env: _Envelope, recipient: str, out: _Outcome) -> None:
+async def _rcpt_reply(tx: _Transaction, env: _Envelope, recipient: str) -> None:
     rcpt = await tx.reply(Phase.RCPT)
     if rcpt.code in _ACCEPTED_RCPT:
-        out[0].append(recipient)
+        tx.accepted.append(recipient)
         return
-    out[1][recipient] = env.error(rcpt, Phase.RCPT, recipient)
-    if rcpt.code == 421:
-        raise out[1][recipient]
+    error = env.error(rcpt, Phase.RCPT, recipient)
+    if rcpt.code == 421 or not isinstance(error, ReplyError):
+        tx.close = True  # the server closes the channel, or we are out of step with it
+        raise error
+    tx.refused[recipient] = error
 
 
 async def _envelope_pipelined(tx: _Transaction, env: _Envelope) -> _Outcome:
     """MAIL, every RCPT and DATA in one write; then their replies, paired by count."""
     tx.write(env.mail_cmd + b"".join(env.rcpt_cmds) + b"DATA\r\n")
-    out: _Outcome = ([], {})
     mail = await tx.reply(Phase.MAIL)
     if mail.code == 421:
         raise env.error(mail, Phase.MAIL)
     for recipient in env.recipients:
-        await _rcpt_replies(tx, env, recipient, out)
+        await _rcpt_reply(tx, env, recipient)
     data = await tx.reply(Phase.DATA)
     if data.code == 421:
         raise env.error(data, Phase.DATA)
-    if mail.code != 250 or not out[0]:
+    if mail.code != 250 or not tx.accepted:
         # The transaction failed; if the server still said 354 it now reads content.
         if data.code == 354:
             await tx.abort_data()
@@ -480,11 +506,11 @@ async def _envelope_pipelined(tx: _Transaction, env: _Envelope) -> _Outcome:
             await tx.reset()
         if mail.code != 250:
             raise env.error(mail, Phase.MAIL)
-        raise RecipientsRefused(out[1])
+        raise RecipientsRefused(tx.refused)
     if data.code != 354:
         await tx.reset()
         raise env.error(data, Phase.DATA)
-    return out
+    return tx.accepted, tx.refused
 
 
 async def _envelope_stepwise(tx: _Transaction, env: _Envelope) -> _Outcome:
@@ -494,45 +520,119 @@ async def _envelope_stepwise(tx: _Transaction, env: _Envelope) -> _Outcome:
     if mail.code != 250:
         await tx.reset()
         raise env.error(mail, Phase.MAIL)
-    out: _Outcome = ([], {})
     for recipient, cmd in zip(env.recipients, env.rcpt_cmds, strict=True):
         tx.write(cmd)
-        await _rcpt_replies(tx, env, recipient, out)
-    if not out[0]:
+        await _rcpt_reply(tx, env, recipient)
+    if not tx.accepted:
         await tx.reset()
-        raise RecipientsRefused(out[1])
+        raise RecipientsRefused(tx.refused)
     tx.write(b"DATA\r\n")
     data = await tx.reply(Phase.DATA)
     if data.code != 354:
         await tx.reset()
         raise env.error(data, Phase.DATA)
-    return out
+    return tx.accepted, tx.refused
 
 
-async def _content(tx: _Transaction, env: _Envelope, accepted: list[str]) -> SMTPResponse:
+async def _content(tx: _Transaction, env: _Envelope) -> SMTPResponse:
     """Write the message and its final "."; from here on a lost reply is DeliveryUncertain."""
     tx.write(env.payload)
+    tx.dot_sent = True
     try:
         await tx.reader.drain()
         final = await tx.reader.next_reply(tx.timeout)
-    except ReadTimeout:
+    except (ReadTimeout, ProtocolError) as exc:
         tx.close = True
         raise DeliveryUncertain(
-            "no reply to the final '.' in time: the message may have been delivered",
-            recipients=accepted,
+            f"no readable reply to the final '.' ({exc.message}): "
+            "the message may have been delivered",
+            recipients=tx.accepted,
         ) from None
-    except ProtocolError:
-        tx.close = True
-        raise
     if final is None:
         tx.close = True
         raise DeliveryUncertain(
             "the connection closed after the final '.' before the server replied: "
             "the message may have been delivered",
-            recipients=accepted,
+            recipients=tx.accepted,
         )
     if final.code == 421:
         tx.close = True
-    if final.code != 250:
+    if 200 <= final.code <= 299:
+        return final
+    if 400 <= final.code <= 599:
         raise env.error(final, Phase.MESSAGE)
-    return final
+    tx.close = True
+    raise DeliveryUncertain(
+        f"unexpected reply to the final '.': {final.code}; the message may have been delivered",
+        recipients=tx.accepted,
+    )
+
+
+# --------------------------------------------------------------------------- client adapter
+
+
+def _too_many(error: ReplyError) -> bool:
+    """452/552 "too many recipients" (RFC 5321 4.5.3.1.10; X.5.3 in RFC 3463)."""
+    return error.code in (452, 552) and (
+        error.category.value == "too_many_recipients" or (error.enhanced or "").endswith(".5.3")
+    )
+
+
+async def transaction(
+    conn: Connection,
+    envelope: Envelope,
+    recipients: tuple[str, ...] | None = None,
+    *,
+    prepared: Prepared | None = None,
+) -> TransactionResult:
+    """The client's ``run_transaction``, pipelined where the server advertises PIPELINING.
+
+    Same contract: returns the per-recipient :class:`TransactionResult` and never raises for
+    what the server or the network does; raises only what ``prepare_message`` raises (before
+    MAIL). Without PIPELINING it *is* the client's one-command-at-a-time transaction.
+    Recipients refused with "too many recipients" after others were accepted are
+    ``not_attempted`` (the retry loop sends them in a further transaction at once).
+    """
+    if not conn.supports("pipelining"):
+        return await run_stepwise(conn, envelope, recipients, prepared=prepared)
+    rcpts = envelope.recipients if recipients is None else tuple(recipients)
+    result = TransactionResult(rcpts)
+    if prepared is None:
+        prepared = prepare_message(conn, envelope)
+    sender = f"<{envelope.sender}>".encode(prepared.encoding)
+    rcpt_opts = [o.encode("ascii") for o in envelope.rcpt_options]
+    env = _Envelope(
+        envelope.sender,
+        list(rcpts),
+        b" ".join([b"MAIL FROM:" + sender, *(o.encode("ascii") for o in prepared.mail_options)])
+        + b"\r\n",
+        [
+            b" ".join([b"RCPT TO:" + f"<{r}>".encode(prepared.encoding), *rcpt_opts]) + b"\r\n"
+            for r in rcpts
+        ],
+        prepared.data,
+    )
+    tx: _Transaction | None = None
+    try:
+        async with _owning(conn.client, None) as tx:
+            await _envelope_pipelined(tx, env)
+            result.response = await _content(tx, env)
+    except RecipientsRefused:
+        pass  # every recipient refused: their errors are in ``refused``, no overall error
+    except SMTPGuardError as exc:
+        result.error = exc
+    if tx is not None:
+        result.accepted = tuple(tx.accepted)
+        result.refused = dict(tx.refused)
+        answered = set(tx.accepted) | set(tx.refused)
+        result.not_attempted = tuple(r for r in rcpts if r not in answered)
+    else:
+        result.not_attempted = rcpts
+    if result.error is None and result.response is not None:
+        result.delivered = result.accepted
+        conn.transactions += 1
+        too_many = [r for r, e in result.refused.items() if _too_many(e)]
+        for rcpt in too_many:
+            del result.refused[rcpt]
+        result.not_attempted += tuple(too_many)
+    return result

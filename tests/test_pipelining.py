@@ -32,7 +32,7 @@ from smtp_guard.errors import (
     ServerDisconnected,
     TransientError,
 )
-from smtp_guard.pipelining import ReplyParser, run_transaction
+from smtp_guard.pipelining import ReplyParser, run_pipelined
 
 MESSAGE = b"From: a@sender.test\r\nTo: b@rcpt.test\r\nSubject: hi\r\n\r\nHello.\r\n"
 
@@ -264,9 +264,7 @@ async def test_transaction_delivers_whatever_the_chunking(
 ) -> None:
     peer = Peer(pipelining=pipelining, chunk=chunk)
     async with connected(peer) as smtp:
-        result = await run_transaction(
-            smtp, "a@sender.test", ["b@rcpt.test", "c@rcpt.test"], MESSAGE
-        )
+        result = await run_pipelined(smtp, "a@sender.test", ["b@rcpt.test", "c@rcpt.test"], MESSAGE)
         assert result.accepted == ("b@rcpt.test", "c@rcpt.test")
         assert result.refused == {}
         assert result.pipelined is pipelining
@@ -284,7 +282,7 @@ async def test_pipelining_off_sends_one_command_at_a_time_even_if_advertised() -
 
     async def never_pipelined() -> None:
         async with connected(peer, timeout=0.5) as smtp:
-            await run_transaction(smtp, "a@s.test", ["b@r.test"], MESSAGE, pipelining=False)
+            await run_pipelined(smtp, "a@s.test", ["b@r.test"], MESSAGE, pipelining=False)
 
     # The peer answers MAIL only once DATA came, so a non-pipelining client waits in vain.
     with pytest.raises(ReadTimeout):
@@ -296,8 +294,8 @@ async def test_two_transactions_on_one_connection_and_dot_stuffing() -> None:
     peer = Peer()
     body = b"Subject: dots\r\n\r\n.leading dot\r\n..two\r\nlone\n.\nend"
     async with connected(peer) as smtp:
-        await run_transaction(smtp, "a@s.test", ["b@r.test"], body)
-        await run_transaction(smtp, "a@s.test", ["c@r.test"], MESSAGE)
+        await run_pipelined(smtp, "a@s.test", ["b@r.test"], body)
+        await run_pipelined(smtp, "a@s.test", ["c@r.test"], MESSAGE)
     assert peer.contents[0] == (
         b"Subject: dots\r\n\r\n..leading dot\r\n...two\r\nlone\r\n..\r\nend\r\n.\r\n"
     )
@@ -316,7 +314,7 @@ async def test_mixed_recipients_go_to_the_accepted_ones(pipelining: bool) -> Non
         else b"250 Ok\r\n"
     )
     async with connected(peer) as smtp:
-        result = await run_transaction(
+        result = await run_pipelined(
             smtp, "a@s.test", ["nobody@r.test", "ok@r.test", "later@r.test"], MESSAGE
         )
     assert result.accepted == ("ok@r.test",)
@@ -337,7 +335,7 @@ async def test_all_recipients_refused_but_data_accepted_sends_a_lone_dot() -> No
     peer = Peer(rcpt=b"550 5.1.1 User unknown\r\n", final=b"554 5.5.1 No valid recipients\r\n")
     async with connected(peer) as smtp:
         with pytest.raises(RecipientsRefused) as caught:
-            await run_transaction(smtp, "a@s.test", ["x@r.test", "y@r.test"], MESSAGE)
+            await run_pipelined(smtp, "a@s.test", ["x@r.test", "y@r.test"], MESSAGE)
         assert (await smtp.noop()).code == 250  # still usable
     assert peer.contents == [b".\r\n"]  # no message content went out
     assert isinstance(caught.value, aiosmtplib.SMTPRecipientsRefused)
@@ -350,7 +348,7 @@ async def test_all_refused_and_data_refused_resets_the_envelope() -> None:
     peer = Peer(rcpt=b"550 5.1.1 User unknown\r\n", data=b"554 5.5.1 No valid recipients\r\n")
     async with connected(peer) as smtp:
         with pytest.raises(RecipientsRefused):
-            await run_transaction(smtp, "a@s.test", ["x@r.test"], MESSAGE)
+            await run_pipelined(smtp, "a@s.test", ["x@r.test"], MESSAGE)
     assert peer.contents == []
     assert b"RSET" in _verbs(peer)
 
@@ -359,7 +357,7 @@ async def test_refused_sender_fails_the_transaction_even_if_data_got_354() -> No
     peer = Peer(mail=b"553 5.1.8 Sender address rejected\r\n", rcpt=b"503 5.5.1 need MAIL\r\n")
     async with connected(peer) as smtp:
         with pytest.raises(ReplyError) as caught:
-            await run_transaction(smtp, "a@s.test", ["x@r.test"], MESSAGE)
+            await run_pipelined(smtp, "a@s.test", ["x@r.test"], MESSAGE)
     err = caught.value
     assert (err.code, err.phase, err.sender) == (553, Phase.MAIL, "a@s.test")
     assert isinstance(err, aiosmtplib.SMTPSenderRefused)
@@ -371,7 +369,7 @@ async def test_refused_sender_stops_before_rcpt_without_pipelining(pipelining: b
     peer = Peer(pipelining=pipelining, mail=b"451 4.3.0 try again\r\n", data=b"503 5.5.1 x\r\n")
     async with connected(peer) as smtp:
         with pytest.raises(TransientError):
-            await run_transaction(smtp, "a@s.test", ["x@r.test"], MESSAGE)
+            await run_pipelined(smtp, "a@s.test", ["x@r.test"], MESSAGE)
         assert smtp.is_connected
     expected = [b"MAIL", b"RCPT", b"DATA", b"RSET"] if pipelining else [b"MAIL", b"RSET"]
     assert _verbs(peer)[1:] == expected
@@ -381,7 +379,7 @@ async def test_data_refused_after_accepted_recipients() -> None:
     peer = Peer(data=b"451 4.3.0 Local error\r\n")
     async with connected(peer) as smtp:
         with pytest.raises(TransientError) as caught:
-            await run_transaction(smtp, "a@s.test", ["x@r.test"], MESSAGE)
+            await run_pipelined(smtp, "a@s.test", ["x@r.test"], MESSAGE)
     assert (caught.value.code, caught.value.phase) == (451, Phase.DATA)
     assert peer.contents == []
 
@@ -390,7 +388,7 @@ async def test_message_refused_after_the_dot() -> None:
     peer = Peer(final=b"552 5.3.4 Message too big for system\r\n")
     async with connected(peer) as smtp:
         with pytest.raises(MessageTooLarge) as caught:
-            await run_transaction(smtp, "a@s.test", ["x@r.test"], MESSAGE)
+            await run_pipelined(smtp, "a@s.test", ["x@r.test"], MESSAGE)
         assert smtp.is_connected
     assert caught.value.phase is Phase.MESSAGE
 
@@ -400,7 +398,7 @@ async def test_421_at_rcpt_closes_and_keeps_the_reply(pipelining: bool) -> None:
     peer = Peer(pipelining=pipelining, rcpt=b"421 4.7.0 Too many connections, closing\r\n")
     async with connected(peer) as smtp:
         with pytest.raises(TransientError) as caught:
-            await run_transaction(smtp, "a@s.test", ["x@r.test", "y@r.test"], MESSAGE)
+            await run_pipelined(smtp, "a@s.test", ["x@r.test", "y@r.test"], MESSAGE)
         assert not smtp.is_connected
     assert caught.value.code == 421
     assert "Too many connections" in caught.value.message
@@ -411,7 +409,7 @@ async def test_drop_before_replies_is_a_disconnect_not_uncertain() -> None:
     peer = Peer(rcpt=DROP)
     async with connected(peer) as smtp:
         with pytest.raises(ServerDisconnected):
-            await run_transaction(smtp, "a@s.test", ["x@r.test"], MESSAGE)
+            await run_pipelined(smtp, "a@s.test", ["x@r.test"], MESSAGE)
         assert not smtp.is_connected
         with pytest.raises(aiosmtplib.SMTPServerDisconnected):
             await smtp.noop()
@@ -421,7 +419,7 @@ async def test_drop_after_the_final_dot_is_uncertain() -> None:
     peer = Peer(final=DROP)
     async with connected(peer) as smtp:
         with pytest.raises(DeliveryUncertain) as caught:
-            await run_transaction(smtp, "a@s.test", ["x@r.test", "y@r.test"], MESSAGE)
+            await run_pipelined(smtp, "a@s.test", ["x@r.test", "y@r.test"], MESSAGE)
         assert not smtp.is_connected
     assert caught.value.recipients == ("x@r.test", "y@r.test")
     assert len(peer.contents) == 1
@@ -431,7 +429,7 @@ async def test_silence_after_the_final_dot_is_uncertain() -> None:
     peer = Peer(final=HANG)
     async with connected(peer, timeout=0.3) as smtp:
         with pytest.raises(DeliveryUncertain):
-            await run_transaction(smtp, "a@s.test", ["x@r.test"], MESSAGE, timeout=0.3)
+            await run_pipelined(smtp, "a@s.test", ["x@r.test"], MESSAGE, timeout=0.3)
         assert not smtp.is_connected
 
 
@@ -439,7 +437,7 @@ async def test_silence_before_the_dot_is_a_read_timeout() -> None:
     peer = Peer(data=HANG)
     async with connected(peer) as smtp:
         with pytest.raises(ReadTimeout):
-            await run_transaction(smtp, "a@s.test", ["x@r.test"], MESSAGE, timeout=0.3)
+            await run_pipelined(smtp, "a@s.test", ["x@r.test"], MESSAGE, timeout=0.3)
         assert not smtp.is_connected
 
 
@@ -447,14 +445,14 @@ async def test_garbage_reply_is_a_protocol_error_and_closes() -> None:
     peer = Peer(rcpt=b"hello there\r\n")
     async with connected(peer) as smtp:
         with pytest.raises(ProtocolError):
-            await run_transaction(smtp, "a@s.test", ["x@r.test"], MESSAGE)
+            await run_pipelined(smtp, "a@s.test", ["x@r.test"], MESSAGE)
         assert not smtp.is_connected
 
 
 async def test_cancellation_closes_the_connection() -> None:
     peer = Peer(final=HANG)
     async with connected(peer) as smtp:
-        task = asyncio.ensure_future(run_transaction(smtp, "a@s.test", ["x@r.test"], MESSAGE))
+        task = asyncio.ensure_future(run_pipelined(smtp, "a@s.test", ["x@r.test"], MESSAGE))
         while not peer.contents:
             await asyncio.sleep(0.01)
         task.cancel()
@@ -480,7 +478,7 @@ async def test_bad_input_is_refused_before_any_byte(
     peer = Peer()
     async with connected(peer) as smtp:
         with pytest.raises(InvalidInput, match=words):
-            await run_transaction(smtp, sender, recipients, MESSAGE)
+            await run_pipelined(smtp, sender, recipients, MESSAGE)
         assert (await smtp.noop()).code == 250
     assert _verbs(peer)[1:] == [b"NOOP"]
 
@@ -489,7 +487,7 @@ async def test_message_over_advertised_size_is_refused_before_mail() -> None:
     peer = Peer()
     async with connected(peer) as smtp:
         with pytest.raises(MessageTooLarge) as caught:
-            await run_transaction(smtp, "a@s.test", ["b@r.test"], b"x" * 100_001)
+            await run_pipelined(smtp, "a@s.test", ["b@r.test"], b"x" * 100_001)
     assert caught.value.permanent
     assert _verbs(peer)[1:] == []
 
@@ -536,14 +534,14 @@ async def test_against_aiosmtpd() -> None:
         await smtp.connect(start_tls=False)
         await smtp.ehlo()
         assert smtp.supports_extension("pipelining")
-        result = await run_transaction(
+        result = await run_pipelined(
             smtp, "a@s.test", ["b@r.test", "unknown@r.test", "c@r.test"], MESSAGE
         )
         assert result.pipelined
         assert isinstance(result.refused["unknown@r.test"], MailboxNotFound | MailboxUnavailable)
         with pytest.raises(RecipientsRefused):
-            await run_transaction(smtp, "a@s.test", ["unknown@r.test"], MESSAGE)
-        await run_transaction(smtp, "d@s.test", ["e@r.test"], MESSAGE)
+            await run_pipelined(smtp, "a@s.test", ["unknown@r.test"], MESSAGE)
+        await run_pipelined(smtp, "d@s.test", ["e@r.test"], MESSAGE)
         await smtp.quit()
     finally:
         server.close()
