@@ -83,9 +83,9 @@ class Row:
 def _table(out: str) -> list[Row]:
     """The rows of the plain-text table, cut at the header's column positions."""
     lines = out.splitlines()
-    start = lines.index("What happened to each recipient") + 1
+    start = next(i for i, x in enumerate(lines) if x.startswith("What happened to each")) + 1
     header = lines[start]
-    names = ["#", "recipient", "outcome", "category", "tries", "got", "what to do"]
+    names = ["#", "recipient", "outcome", "category", "tries", "copies", "what to do"]
     cuts = [header.index(name) for name in names]
     rows: list[Row] = []
     for line in lines[start + 1 :]:

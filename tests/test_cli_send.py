@@ -387,3 +387,26 @@ def test_tls_and_starttls_together_exit_2(capsys: pytest.CaptureFixture[str], em
         main(["send", "--tls", "--starttls", eml.as_posix()])
     assert exited.value.code == 2
     assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_certificate_not_trusted_is_tls_failed_unless_no_verify(
+    capsys: pytest.CaptureFixture[str], eml: Path
+) -> None:
+    with FaultServer(starttls="on") as srv:
+        code, out, _ = send(
+            capsys, *at(srv), "--starttls", *envelope("alice@rcpt.test"), "--plain", eml
+        )
+        assert code == 1
+        assert "TLSFailed" in rows(out)["alice@rcpt.test"]
+        assert srv.transactions == []
+        code, out, _ = send(
+            capsys, *at(srv), "--starttls", "--no-verify", *envelope("a@rcpt.test"), eml
+        )
+        assert code == 0
+        assert [t.tls for t in srv.messages] == [True]
+
+
+def test_bad_host_name_exit_2(capsys: pytest.CaptureFixture[str], eml: Path) -> None:
+    code, out, err = send(capsys, "--host", "bad host", *envelope("a@rcpt.test"), eml)
+    assert (code, out) == (2, "")
+    assert "not a valid host name" in err

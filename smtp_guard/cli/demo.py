@@ -466,9 +466,9 @@ def _explanations(rows: list[_Row], lang: str) -> list[list[str]]:
 
 def _report(console: Console | None, run: _Run) -> None:
     rows = run.rows
-    columns = ["#", "recipient", "outcome", "category", "tries", "got", "what to do"]
+    columns = ["#", "recipient", "outcome", "category", "tries", "copies", "what to do"]
     styles = [_OUTCOME_STYLE.get(row.report.outcome) for row in rows]
-    title = "What happened to each recipient"
+    title = "What happened to each recipient (copies: what the server's records hold for them)"
     print_table(console, title, columns, _table_rows(rows), styles=styles)
     _blank(console)
     print_table(
