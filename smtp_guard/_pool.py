@@ -1,0 +1,206 @@
+"""The connection pool behind :class:`smtp_guard.Mailer`.
+
+Connections come from the client's ``open_connection`` (connect, EHLO, the TLS rules, AUTH), so
+pooled connections follow exactly the rules of :func:`smtp_guard.send`. The pool:
+
+- opens at most ``size`` connections, and runs at most ``limit()`` transactions at once (the
+  AIMD limit, which can be lower than ``size`` while the server throttles us); a connection
+  given back while more are open than the limit allows is closed;
+- reuses an idle connection (the most recently used first) unless it has carried
+  ``max_messages`` transactions or is older than ``max_age`` seconds, in which case it is
+  closed with QUIT and a new one opened; one idle for ``idle_check`` seconds or more is checked
+  with NOOP first and replaced if that fails;
+- closes a connection given back broken (``conn.is_connected`` is false after a 421, a drop,
+  a protocol error or a cancellation);
+- on :meth:`close`, closes every idle connection (QUIT, or at once with ``abort=True``), and
+  every busy one as it comes back; waiters get ``RuntimeError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from smtp_guard.client._connect import LOWER_ERRORS, Connection, ConnectParams, open_connection
+
+__all__ = ["Pool", "PoolStats"]
+
+
+@dataclass
+class PoolStats:
+    """Counters of what the pool did (read them to see reuse at work)."""
+
+    opened: int = 0  #: connections opened
+    reused: int = 0  #: acquisitions served by an idle connection
+    checked: int = 0  #: NOOP checks after idling
+    replaced: int = 0  #: idle connections dropped as old, worn out or failing their check
+    discarded: int = 0  #: connections given back broken, or over the limit
+
+
+@dataclass
+class _Meta:
+    created: float
+    last_used: float
+
+
+class Pool:
+    """A bounded pool of ready SMTP connections (see the module docstring)."""
+
+    def __init__(
+        self,
+        params: ConnectParams,
+        *,
+        size: int,
+        max_messages: int,
+        max_age: float,
+        idle_check: float,
+        limit: Callable[[], int] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.params = params
+        self.size = size
+        self.max_messages = max_messages
+        self.max_age = max_age
+        self.idle_check = idle_check
+        self._limit = limit or (lambda: size)
+        self._clock = clock
+        self._idle: list[Connection] = []
+        self._meta: dict[Connection, _Meta] = {}
+        self._busy = 0  # slots taken by acquire() and not yet given back
+        self._opening = 0
+        self._closed = False
+        self._cond = asyncio.Condition()
+        self._closing: set[asyncio.Task[None]] = set()
+        self.stats = PoolStats()
+
+    @property
+    def open_count(self) -> int:
+        """Connections open or being opened."""
+        return len(self._meta) + self._opening
+
+    @property
+    def busy(self) -> int:
+        return self._busy
+
+    def _can_start(self) -> bool:
+        return self._busy < min(self.size, self._limit())
+
+    async def acquire(self) -> Connection:
+        """A ready connection for one attempt; waits while ``limit()`` transactions run."""
+        async with self._cond:
+            await self._cond.wait_for(lambda: self._closed or self._can_start())
+            if self._closed:
+                raise RuntimeError("the Mailer is closed")
+            self._busy += 1
+            conn = self._idle.pop() if self._idle else None
+            if conn is None:
+                self._opening += 1
+        try:
+            if conn is not None:
+                conn = await self._reuse(conn)
+                if conn is not None:
+                    return conn
+                async with self._cond:
+                    self._opening += 1
+            return await self._open()
+        except BaseException:
+            async with self._cond:
+                self._busy -= 1
+                self._cond.notify_all()
+            raise
+
+    async def _open(self) -> Connection:
+        try:
+            conn = await open_connection(self.params)
+        finally:
+            self._opening -= 1
+        now = self._clock()
+        self._meta[conn] = _Meta(now, now)
+        self.stats.opened += 1
+        if self._closed:  # closed while we were connecting
+            self._forget(conn)
+            conn.abort()
+            raise RuntimeError("the Mailer is closed")
+        return conn
+
+    async def _reuse(self, conn: Connection) -> Connection | None:
+        """``conn`` if it is fit for another transaction, else None (and it is closed)."""
+        meta = self._meta[conn]
+        now = self._clock()
+        if (
+            not conn.is_connected
+            or conn.transactions >= self.max_messages
+            or now - meta.created >= self.max_age
+        ):
+            self.stats.replaced += 1
+            self._retire(conn)
+            return None
+        if now - meta.last_used >= self.idle_check:
+            self.stats.checked += 1
+            try:
+                reply = await conn.client.noop(timeout=min(self.params.timeout or 10.0, 10.0))
+            except LOWER_ERRORS:
+                reply = None
+            if reply is None or reply.code != 250:
+                self.stats.replaced += 1
+                self._forget(conn)
+                conn.abort()
+                return None
+        self.stats.reused += 1
+        return conn
+
+    async def release(self, conn: Connection) -> None:
+        """Take back a connection after an attempt; keep it for reuse if it is fit."""
+        async with self._cond:
+            self._busy -= 1
+            keep = (
+                not self._closed
+                and conn.is_connected
+                and conn in self._meta
+                and len(self._meta) + self._opening <= min(self.size, self._limit())
+            )
+            if keep:
+                self._meta[conn].last_used = self._clock()
+                self._idle.append(conn)
+            self._cond.notify_all()
+        if not keep:
+            if conn.is_connected:
+                self.stats.discarded += 1
+            self._retire(conn)
+
+    def _forget(self, conn: Connection) -> None:
+        self._meta.pop(conn, None)
+
+    def _retire(self, conn: Connection) -> None:
+        """Close ``conn`` politely (QUIT) in the background; the pool no longer counts it."""
+        self._forget(conn)
+        if not conn.is_connected:
+            conn.abort()
+            return
+        task = asyncio.ensure_future(conn.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def close(self, *, abort: bool = False) -> None:
+        """Close every connection: idle ones now, busy ones when they come back."""
+        async with self._cond:
+            self._closed = True
+            idle, self._idle = self._idle, []
+            self._cond.notify_all()
+        for conn in idle:
+            self._forget(conn)
+            if abort:
+                conn.abort()
+            else:
+                self._retire(conn)
+        if abort:
+            # Busy connections too: their senders are being cancelled or must not go on.
+            for conn in list(self._meta):
+                self._forget(conn)
+                conn.abort()
+            for task in list(self._closing):
+                task.cancel()
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
