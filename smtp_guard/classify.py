@@ -1,26 +1,38 @@
-"""Classifying SMTP replies: (phase, code, enhanced, text) -> category, permanence, hint.
+"""Classifying SMTP replies: (code, text, phase) -> category, permanence, retry hint, hint.
 
-Sans-IO: this module does no I/O and never imports asyncio. The rules are tables read top to
-bottom: the enhanced status first (RFC 3463, IANA registry of RFC 5248), then the server's words,
-then the basic code (RFC 5321 section 4.2, RFC 4954 for AUTH).
-(First version: code-only table; the full rule tables and their corpus come next.)
+The rules are tables in :mod:`smtp_guard._rules`, applied in this order (the first that
+decides wins): the server's unmistakable words, the RFC 3463 enhanced status, the server's
+other words, the enhanced class and subject, then the basic code refined by the phase.
+
+Permanence follows the basic code (RFC 5321 4.2.1): 4xx transient, 5xx permanent, with the
+RFC's own exception (4.5.3.1.10): a 552 answering RCPT for "too many recipients" means 452.
+
+Sans-IO: no I/O and no asyncio; the text is scanned once by one precompiled expression.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+import re
+from typing import NamedTuple
 
+from smtp_guard import _rules
 from smtp_guard._enums import Category, Phase
 from smtp_guard._hints import hint_for
-from smtp_guard.errors import ReplyError, category_class
-from smtp_guard.replies import parse_retry_after, split_enhanced
+from smtp_guard.errors import ProtocolError, ReplyError, category_class
+from smtp_guard.replies import UNITS, parse_retry_after, split_enhanced
 
 __all__ = ["Classification", "classify", "error_from_reply"]
 
+_PHASES: dict[str, Phase] = {phase.value: phase for phase in Phase}
+#: A retry hint names a unit word or a clock time (hh:mm:ss): a text with neither cannot hold
+#: a hint :func:`parse_retry_after` would find, and is not scanned for one.
+_UNIT_WORDS = frozenset(unit.encode() for unit in UNITS if unit.isascii())
+_CLOCK_MARK = re.compile(r":\d\d:")
 
-@dataclass(frozen=True, slots=True)
-class Classification:
-    """What a reply means: the result of :func:`classify`."""
+
+class Classification(NamedTuple):
+    """What a reply means: the result of :func:`classify` (an immutable named tuple)."""
 
     category: Category
     permanent: bool
@@ -34,38 +46,118 @@ class Classification:
         return category_class(self.category)
 
 
-_BY_CODE: dict[int, Category] = {
-    421: Category.SERVICE_UNAVAILABLE,
-    450: Category.MAILBOX_BUSY,
-    451: Category.SERVER_ERROR,
-    452: Category.INSUFFICIENT_STORAGE,
-    454: Category.AUTH_TEMPORARY,
-    500: Category.SYNTAX_ERROR,
-    501: Category.SYNTAX_ERROR,
-    502: Category.NOT_IMPLEMENTED,
-    503: Category.BAD_SEQUENCE,
-    504: Category.NOT_IMPLEMENTED,
-    521: Category.DOMAIN_NOT_ACCEPTING,
-    530: Category.AUTH_REQUIRED,
-    534: Category.AUTH_FAILED,
-    535: Category.AUTH_FAILED,
-    550: Category.MAILBOX_UNAVAILABLE,
-    551: Category.USER_NOT_LOCAL,
-    552: Category.STORAGE_EXCEEDED,
-    553: Category.BAD_ADDRESS,
-    554: Category.POLICY_REJECTED,
-    556: Category.DOMAIN_NOT_ACCEPTING,
-}
+def _check_code(code: object) -> int:
+    if isinstance(code, bool) or not isinstance(code, int):
+        raise ProtocolError(f"reply code must be an int, not {type(code).__name__}")
+    if not 200 <= code <= 599:
+        raise ProtocolError(f"reply code {code} is outside 200-599")
+    return code
 
 
-def classify(code: int, text: str, phase: Phase | str | None = None) -> Classification:
-    """Classify one reply. ``text`` may still start with its enhanced status code."""
-    phase = Phase.coerce(phase)
+def _word_category(
+    words: list[bytes], code: int, phase: Phase | None
+) -> tuple[Category, bool] | None:
+    """The best word rule found for this code and phase: (category, is it a strong rule)."""
+    reply_class = code // 100
+    if reply_class not in (4, 5):
+        return None  # a success or intermediate reply: its words name no error
+    rule = _rules.best_rule(words, reply_class, phase)
+    if rule is None:
+        return None
+    return rule.category, rule.name in _rules.STRONG_NAMES
+
+
+@functools.lru_cache(maxsize=1024)
+def _enhanced_parts(enhanced: str) -> tuple[int, int, int]:
+    status_class, subject, detail = enhanced.split(".")
+    return int(status_class), int(subject), int(detail)
+
+
+def _by_enhanced(code: int, enhanced: str, phase: Phase | None) -> Category | None:
+    """Step 2: the registry meaning of the enhanced status code, where it is specific."""
+    status_class, subject, detail = _enhanced_parts(enhanced)
+    found = _rules.ENHANCED.get((subject, detail))
+    if found is not None and (found[1] is None or code in found[1]):
+        return found[0]
+    for v_class, v_subject, first, last, category in _rules.VENDOR_ENHANCED:
+        if (status_class, subject) == (v_class, v_subject) and first <= detail <= last:
+            return category
+    if enhanced == _rules.GREYLIST_ENHANCED and code in (450, 451) and phase is not Phase.AUTH:
+        return Category.GREYLISTED
+    return None
+
+
+def _by_subject(code: int, enhanced: str) -> Category | None:
+    """Step 4: the enhanced class and subject, where the basic code says little."""
+    status_class, subject, _ = _enhanced_parts(enhanced)
+    refines = code in _rules.GENERIC_CODES or subject in _rules.OVERRIDING_SUBJECTS
+    if status_class != code // 100 or not refines:
+        return None
+    return _rules.ENHANCED_SUBJECT.get((status_class, subject))
+
+
+def _by_code(code: int, phase: Phase | None) -> Category:
+    """Step 5: the basic code, refined by the phase."""
+    if phase is not None:
+        by_phase = _rules.BY_PHASE_AND_CODE.get((phase, code))
+        if by_phase is not None:
+            return by_phase
+    return _rules.BY_CODE.get(code, Category.OTHER)
+
+
+def _decide(code: int, enhanced: str | None, tokens: list[bytes], phase: Phase | None) -> Category:
+    """Apply the five steps of :mod:`smtp_guard._rules` in order; the first that decides wins."""
+    words = _word_category(tokens, code, phase)
+    if words is not None and words[1]:  # 1. the server's unmistakable words
+        return words[0]
+    found = _by_enhanced(code, enhanced, phase) if enhanced is not None else None  # 2.
+    if found is None and words is not None:  # 3. the server's other words
+        found = words[0]
+    if found is None and enhanced is not None:  # 4. enhanced class and subject
+        found = _by_subject(code, enhanced)
+    return found if found is not None else _by_code(code, phase)  # 5. the basic code
+
+
+def _permanent(code: int, category: Category, phase: Phase | None) -> bool:
+    if code == 552 and phase is Phase.RCPT and category is Category.TOO_MANY_RECIPIENTS:
+        return False  # RFC 5321 4.5.3.1.10: treat as 452, send the rest later
+    return code >= 500
+
+
+def classify(code: int, text: str | bytes, phase: Phase | str | None = None) -> Classification:
+    """Classify one reply. ``text`` may still start with its enhanced status code.
+
+    >>> found = classify(550, "5.1.1 <bob@example.com>: Recipient address rejected: User unknown")
+    >>> found.category, found.permanent, found.enhanced
+    (<Category.MAILBOX_UNKNOWN: 'mailbox_unknown'>, True, '5.1.1')
+    >>> classify(451, "4.7.1 Greylisted, please try again in 300 seconds", "rcpt").retry_after
+    300.0
+
+    Raises ProtocolError if ``code`` is not an int in 200-599, ValueError for an unknown phase.
+    """
+    code = _check_code(code)
+    coerced = _PHASES.get(phase) if isinstance(phase, str) else phase
+    if coerced is None and phase is not None:
+        coerced = Phase.coerce(phase)  # another spelling, or a clear ValueError
+    if isinstance(text, (bytes, bytearray)):
+        text = bytes(text).decode("utf-8", errors="replace")
     enhanced, body = split_enhanced(text)
-    category = _BY_CODE.get(code, Category.OTHER)
-    permanent = code >= 500
+    lowered = body.lower()
+    tokens = _rules.words_of(lowered)
+    category = _decide(code, enhanced, tokens, coerced)
+    # Only a text naming a wait can hold a retry hint: an ASCII text without a unit word or a
+    # clock time is not scanned for one (the answer would be None).
+    might_wait = (
+        not lowered.isascii()
+        or not _UNIT_WORDS.isdisjoint(tokens)
+        or _CLOCK_MARK.search(body) is not None
+    )
     return Classification(
-        category, permanent, enhanced, parse_retry_after(body), hint_for(category)
+        category,
+        _permanent(code, category, coerced),
+        enhanced,
+        parse_retry_after(body) if might_wait else None,
+        hint_for(category),
     )
 
 
@@ -77,10 +169,14 @@ def error_from_reply(
     *,
     sender: str | None = None,
 ) -> ReplyError:
-    """Build the typed error for a reply, e.g. ``error_from_reply(550, "5.1.1 No such user")``."""
+    """Build the typed error for a reply, e.g. ``error_from_reply(550, "5.1.1 No such user")``.
+
+    The error keeps the server's text as received in ``message`` and without the enhanced
+    status in ``text``.
+    """
     message = text.decode("utf-8", errors="replace") if isinstance(text, bytes) else text
-    phase = Phase.coerce(phase)
-    found = classify(code, message, phase)
+    coerced = Phase.coerce(phase)
+    found = classify(code, message, coerced)
     _, body = split_enhanced(message)
     return found.error_class(
         code,
@@ -88,7 +184,7 @@ def error_from_reply(
         enhanced=found.enhanced,
         text=body,
         category=found.category,
-        phase=phase,
+        phase=coerced,
         recipient=recipient,
         sender=sender,
         permanent=found.permanent,

@@ -1,0 +1,1148 @@
+"""The classifier's rules as tables, in the order they are applied.
+
+:func:`smtp_guard.classify` reads a reply in five steps; the first step that decides wins:
+
+1. ``STRONG_WORDS``: the server's own words when they name the reason unmistakably
+   ("greylisted", "over quota", "blocked using Spamhaus", "SPF"). Real servers attach
+   enhanced codes loosely (``552 5.1.1 ... mailbox is full``, ``550 5.7.1 No such user``,
+   Google's ``4.7.29`` for "not sent over TLS"), so these words outrank the enhanced code.
+2. ``ENHANCED``: the RFC 3463 enhanced status, by subject and detail, read against the IANA
+   "SMTP Enhanced Status Codes" registry (RFC 5248). Catch-all details (``X.0.0``,
+   ``X.7.0``, ``X.7.1``, ...) are not listed: they say nothing the next steps do not.
+3. ``WEAK_WORDS``: the server's words for the common reasons that carry no better code
+   ("user unknown", "relay access denied", "syntax error", ...).
+4. ``ENHANCED_SUBJECT``: what is left of the enhanced code, its class and subject, for the
+   basic codes that say little by themselves (``GENERIC_CODES``: 450, 451, 550, 553, 554).
+5. ``BY_CODE``: the basic reply code (RFC 5321 4.2.2 and 4.2.3, RFC 4954 for AUTH, RFC 7504
+   for 521/556), refined by the phase of the dialogue (``BY_PHASE_AND_CODE``).
+
+Each word rule is a regular expression over the lower-cased text, restricted to reply
+classes (4xx, 5xx) and phases where it means what it says. All word rules are compiled into
+one alternation with a named group per rule and found in a single scan of the text.
+
+Sans-IO: data only.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from smtp_guard._enums import Category as C
+from smtp_guard._enums import Phase as P
+
+__all__ = [
+    "BY_CODE",
+    "BY_PHASE_AND_CODE",
+    "ENHANCED",
+    "ENHANCED_SUBJECT",
+    "GENERIC_CODES",
+    "OVERRIDING_SUBJECTS",
+    "STRONG_WORDS",
+    "VENDOR_ENHANCED",
+    "WEAK_WORDS",
+    "WORDS",
+    "WordRule",
+]
+
+ANY_CLASS = frozenset({4, 5})
+TRANSIENT = frozenset({4})
+PERMANENT = frozenset({5})
+#: ``None`` stands for "phase not known" in a rule's phase set.
+NOT_MAIL: frozenset[P | None] = frozenset({None, P.RCPT, P.DATA, P.MESSAGE})
+NOT_AUTH: frozenset[P | None] = frozenset(
+    {None, P.CONNECT, P.EHLO, P.STARTTLS, P.MAIL, P.RCPT, P.DATA, P.MESSAGE, P.QUIT}
+)
+AT_AUTH: frozenset[P | None] = frozenset({None, P.AUTH})
+AT_CONNECT: frozenset[P | None] = frozenset({P.CONNECT, P.EHLO})
+
+
+@dataclass(frozen=True, slots=True)
+class WordRule:
+    """The server's words for one reason, as phrases.
+
+    A phrase is words separated by spaces; ``[a]`` or ``[a|b]`` is an optional word, ``{a|b}``
+    one of several (``{email address|domain}``: each choice may be several words). Case and
+    punctuation do not matter: phrases and replies are both cut into the same words
+    (:data:`TOKEN`), so "Helo/EHLO" reads as ``helo ehlo`` and "doesn't" as ``doesn t``.
+    """
+
+    name: str
+    category: C
+    phrases: tuple[str, ...]
+    classes: frozenset[int] = ANY_CLASS  #: first digits of the reply codes it applies to
+    phases: frozenset[P | None] | None = None  #: phases it applies to; None: any
+
+
+# --------------------------------------------------------------------------- 1. strong words
+
+STRONG_WORDS: tuple[WordRule, ...] = (
+    # The order matters: the first rule that matched decides. More specific reasons first.
+    WordRule(
+        "greylisted",
+        C.GREYLISTED,
+        (
+            "greylisted",
+            "greylisting",
+            "greylist",
+            "graylisted",
+            "graylisting",
+            "graylist",
+            "{grey|gray} {listed|listing}",
+        ),
+        TRANSIENT,
+    ),
+    WordRule(
+        "sender_auth",
+        C.SENDER_AUTH_FAILED,
+        (
+            "spf",
+            "dkim",
+            "dmarc",
+            "domainkeys",
+            "sender policy framework",
+            "unauthenticated email",
+            "sender is unauthenticated",
+            "authentication checks",
+            "is not allowed to send mail",
+            "not authorized to send in the name of",
+            "remote ip check error",
+        ),
+    ),
+    WordRule(
+        "tls_unavailable",
+        C.NOT_IMPLEMENTED,
+        ("{tls|starttls} not {available|supported}",),
+    ),
+    WordRule(
+        "sequence_specific",
+        C.BAD_SEQUENCE,
+        (
+            "may not be repeated",
+            "no commands allowed to pipeline",
+            "{helo|ehlo|hello|mail|rcpt} [command] first",
+            "need {mail|rcpt|helo|ehlo}",
+            "nested mail",
+            "already authenticated",
+            "bad sequence",
+            "out of sequence",
+            "sequence error",
+            "must precede",
+            "no identity changes",
+        ),
+    ),
+    WordRule(
+        "tls_required",
+        C.TLS_REQUIRED,
+        (
+            "starttls",
+            "tls",
+            "ssl",
+            "sslv3",
+            "encryption [is] {required|needed}",
+            "requires encryption",
+            "lack of security",
+        ),
+    ),
+    WordRule(
+        "reverse_dns",
+        C.POLICY_REJECTED,
+        (
+            "ptr",
+            "reverse dns",
+            "reverse hostname",
+            "rdns",
+            "reverse look",
+            "cannot find your hostname",
+            "helo command rejected",
+            "bad helo",
+            "helohost",
+        ),
+    ),
+    WordRule(
+        "sender_blocked",
+        C.POLICY_REJECTED,
+        (
+            "sender is blacklisted",
+            "{email address|domain} has been {blocked|blacklisted}",
+            "badmailfrom",
+            "envelope blocked",
+            "block policy",
+            "sender denied",
+            "denies the sender",
+            "not owned by user",
+            "delivery restriction",
+            "sender [was] not authenticated",
+            "not in allowed-senders",
+            "not in [the] {whitelist|allowlist}",
+            "not {whitelisted|allowlisted}",
+            "illegal attachment",
+            "{attachment|file} {type|extension|name} [is] {forbidden|blocked|not allowed}",
+            "attachment extension is forbidden",
+            "forbidden attachment",
+            "executable attachment",
+        ),
+    ),
+    WordRule(
+        "sender_domain",
+        C.BAD_ADDRESS,
+        (
+            "unresolvable",
+            "must resolve",
+            "sender address rejected: domain not found",
+            "domain of sender address",
+            "from: domain is invalid",
+            "invalid recipient address",
+        ),
+    ),
+    WordRule(
+        "blocklisted",
+        C.BLOCKLISTED,
+        (
+            "spamhaus",
+            "barracuda",
+            "rbl",
+            "dnsbl",
+            "blocked using",
+            "blacklist",
+            "blacklisted",
+            "{black|block} {list|listed}",
+            "blocklist",
+            "blocklisted",
+            "black ip",
+            "pbl",
+            "sbl",
+            "xbl",
+            "cloudmark",
+            "spamcop",
+            "sorbs",
+            "banned sender",
+            "banned sending ip",
+            "dialup",
+            "dynamic ip",
+            "transient ip",
+            "permanently deferred",
+            "reputation database",
+            "no access for this ip",
+            "not accepted from this ip",
+            "ip [address] [is] {listed|blacklisted|banned}",
+            "ip [address] has been {listed|blacklisted|banned}",
+            "(bl)",
+            "ipcheck",
+            "{is|are|was|been} listed {in|on|at|by}",
+            "uceprotect",
+            "spamrats",
+            "psbl",
+            "mailspike",
+            "abuseat",
+            "invaluement",
+            "abusix",
+            "backscatterer",
+            "known spammer",
+            "spam source",
+        ),
+    ),
+    WordRule(
+        "rate_quota",
+        C.RATE_LIMITED,
+        (
+            "submission quota",
+            "sending quota",
+            "sending limit {exceeded|reached}",
+            "{reached|exceeded} [your|the|its] [daily] sending limit",
+            "daily [user] [sending] {limit|quota}",
+            "daily smtp",
+            "your daily limit",
+            "relay limit",
+            "this hour",
+            "per hour",
+            "receive limit",
+            "thread limit",
+            "exceeded permitted limits",
+        ),
+    ),
+    WordRule(
+        "insufficient_storage",
+        C.INSUFFICIENT_STORAGE,
+        (
+            "insufficient [system] {storage|resources}",
+            "insufficient disk space",
+            "mail system full",
+            "system storage",
+        ),
+    ),
+    WordRule(
+        "mailbox_full",
+        C.MAILBOX_FULL,
+        (
+            "mailbox [is] full",
+            "overquota",
+            "over quota",
+            "quota [limit] exceeded",
+            "exceeded [the|his|her|their] quota",
+            "out of storage",
+            "storage {space|limit|quota}",
+            "disk quota",
+            "disk is full",
+            "too many messages on the server",
+            "speicher",
+            "speicherplatz",
+            "speichervolumen",
+            "boite du destinataire pleine",
+            "{boite|boîte} [aux lettres] pleine",
+            "postfach [ist] voll",
+            "{schránka|schranka} [je] {plná|plna}",
+            "{plná|plna} {schránka|schranka}",
+            "ящик переполнен",
+            "{buzón|buzon} lleno",
+            "casella piena",
+            "skrzynka [jest] {pełna|przepełniona}",
+        ),
+    ),
+    WordRule(
+        "line_too_long",
+        C.SYNTAX_ERROR,
+        ("line [is] too long",),
+    ),
+    WordRule(
+        "message_too_large",
+        C.MESSAGE_TOO_LARGE,
+        (
+            "too {large|big}",
+            "{message|attachment|mail} is too long",
+            "message size",
+            "size {limit|limits|exceeds|exceeded}",
+            "exceeds [the] [fixed] maximum [message] size",
+            "maximum {email|message} size",
+            "too much mail data",
+            "message length exceeds",
+            "number of attachments",
+            "header size",
+            "taille limite",
+            "zu {groß|gross}",
+            "příliš {velká|velký|velkou}",
+        ),
+    ),
+    WordRule(
+        "ip_blocked_hard",
+        C.BLOCKLISTED,
+        (
+            "reputation",
+            "unsolicited mail originating from your ip",
+            "ip [address] has been [temporarily] blocked",
+            "this ip has been",
+            "your ip",
+            "{connection|connections} [will] not [be] accepted from",
+            "blocked for spamming",
+            "ip address sending this message",
+            "not authorized to send email directly",
+            "client host {rejected|blocked|denied}",
+        ),
+        PERMANENT,
+    ),
+    WordRule(
+        "rate_limited",
+        C.RATE_LIMITED,
+        (
+            "too {many|frequent} {connections|connects|sessions|messages|mails}",
+            "number of sessions",
+            "too many concurrent sessions",
+            "too quickly",
+            "too fast",
+            "rate limit",
+            "rate limited",
+            "rate limiting",
+            "ratelimit",
+            "ratelimited",
+            "frequency limited",
+            "at a rate",
+            "unusual rate",
+            "excessive volume",
+            "unexpected volume",
+            "temporarily deferred",
+            "{max|maximum} [number] [of] {message|messages} per {session|connection}",
+            "{message|messages} per {session|connection}",
+            "throttle",
+            "throttled",
+            "throttling",
+            "slow down",
+            "trop de connexions",
+            "sent too {many|much}",
+            "quota for sending",
+            "exceeded its quota",
+        ),
+    ),
+    WordRule(
+        "too_many_recipients",
+        C.TOO_MANY_RECIPIENTS,
+        (
+            "too many {recipients|rcpt}",
+            "{recipient|recipients} limit",
+            "maximum [number] [of] recipients",
+            "multiple destination domains per transaction",
+            "separate transaction",
+            "allow rcpt",
+        ),
+    ),
+    WordRule(
+        "header_policy",
+        C.POLICY_REJECTED,
+        (
+            "rfc 5322",
+            "rfc5322",
+            "rfc 2822",
+            "rfc2822",
+            "rfc 822",
+            "rfc822",
+            "not rfc compliant",
+            "message header",
+            "from: header",
+            "message-id: header",
+            "header field",
+            "disallowed header",
+            "duplicate headers",
+            "stray linefeeds",
+            "bare line feed",
+            "invalid characters",
+            "message is malformed",
+            "malformed {message|mail}",
+        ),
+        PERMANENT,
+        NOT_MAIL,
+    ),
+    WordRule(
+        "spam",
+        C.SPAM_REJECTED,
+        (
+            "spam",
+            "spammy",
+            "looks like spam",
+            "unsolicited",
+            "junk mail",
+            "virus",
+            "viruses",
+            "malware",
+            "content {filter|denied|rejected}",
+            "antispam",
+            "anti-spam",
+            "message filtered",
+            "quarantine",
+            "quarantined",
+            "nature of the content",
+            "nevyžádaná",
+            "nevyžádanou",
+            "nevyzadana",
+            "нежелательная",
+            "нежелательной",
+            "спам",
+            "uce",
+            "phishing",
+            "phish",
+            "rejected due to content",
+            "bulk mail",
+        ),
+    ),
+    WordRule(
+        "verification_pending",
+        C.MAILBOX_UNAVAILABLE,
+        ("unverified address", "address verification in progress", "verification in progress"),
+    ),
+    WordRule(
+        "extension_disabled",
+        C.NOT_IMPLEMENTED,
+        (
+            "{smtputf8|8bitmime|binarymime|pipelining|chunking|bdat|vrfy|expn|etrn|dsn|size}"
+            " {disabled|not enabled|not available}",
+        ),
+    ),
+    WordRule(
+        "mailbox_disabled",
+        C.MAILBOX_DISABLED,
+        (
+            "disabled",
+            "deactivated",
+            "suspended",
+            "discontinued",
+            "inactive",
+            "{mailbox|account|user} [is|was] {closed|locked|blocked}",
+            "no longer valid",
+            "recipient account is blocked",
+            "account isblocked",
+            "banned recipient",
+            "archived recipient",
+            "destinataire {archivee|archivée}",
+            "compte du destinataire est {bloque|bloqué}",
+            "policy rejection on the target address",
+            "deaktiviert",
+            "gesperrt",
+            "no longer accepts mail",
+        ),
+        ANY_CLASS,
+        NOT_MAIL,
+    ),
+    WordRule(
+        "mailbox_unknown",
+        C.MAILBOX_UNKNOWN,
+        (
+            "{user|username} [is] unknown",
+            "unknown {user|recipient|mailbox|alias|address}",
+            "unknown local part",
+            "unknown or illegal alias",
+            "no such {user|mailbox|recipient|account|person|address}",
+            "user {not found|doesn't exist|does not exist}",
+            "{mailbox|account|recipient|addressee} {not found|unknown}",
+            "{account|mailbox|address|user} {does not exist|doesn't exist}",
+            "you tried to reach does not exist",
+            "trying to reach {doesn't|does not} exist",
+            "no mailbox",
+            "invalid {recipient|mailbox|user}",
+            "not a valid {user|mailbox|recipient}",
+            "unrouteable address",
+            "no longer on server",
+            "not listed in",
+            "this user doesn't have a",
+            "bad destination mailbox",
+            "recipient rejected",
+            "recipient address rejected: access denied",
+            "destinataire {invalide|inconnu}",
+            "utilisateur inconnu",
+            "n'existe pas",
+            "nicht bekannt",
+            "existiert nicht",
+            "unbekannt",
+            "neexistuje",
+            "neexistující",
+            "не существует",
+            "нет такого",
+            "usuario desconocido",
+            "no existe",
+            "utente sconosciuto",
+            "nie istnieje",
+            "hasn't got the service",
+            "not our customer",
+            "{recipient|email|e-mail|address|mailbox|user} {does not exist|doesn't exist}",
+            "address unknown",
+            "unknown {email|e-mail} [address]",
+            "{email|e-mail} address [is] unknown",
+            "not a known user",
+            "does not exist here",
+            "no such user here",
+        ),
+        ANY_CLASS,
+        NOT_AUTH,
+    ),
+    WordRule(
+        "relay_denied",
+        C.RELAY_DENIED,
+        (
+            "{relay|relaying} [access] [is] {denied|prohibited}",
+            "{relay|relaying} [is] not {permitted|allowed}",
+            "unable to relay",
+            "not {permitted|allowed|configured} to [let] [you] relay",
+            "open relay",
+            "as a relay",
+            "list of allowed {hosts|rcpthosts}",
+            "allowed rcpthosts",
+            "denies relay",
+            "unauthorized relay",
+            "credentials for relay",
+            "mail relay denied",
+            "we do not relay",
+        ),
+    ),
+)
+
+
+# --------------------------------------------------------------------------- 3. weak words
+
+WEAK_WORDS: tuple[WordRule, ...] = (
+    WordRule(
+        "not_implemented",
+        C.NOT_IMPLEMENTED,
+        (
+            "not implemented",
+            "unsupported",
+            "not supported",
+            "{unrecognized|unrecognised} authentication",
+        ),
+    ),
+    WordRule(
+        "auth_temporary",
+        C.AUTH_TEMPORARY,
+        (
+            "auth",
+            "authentication",
+            "authenticate",
+            "login",
+            "log in",
+            "credential",
+            "credentials",
+            "password",
+        ),
+        TRANSIENT,
+        AT_AUTH,
+    ),
+    WordRule(
+        "auth_failed",
+        C.AUTH_FAILED,
+        (
+            "authentication {failed|unsuccessful}",
+            "authentication credentials invalid",
+            "{invalid|bad} credentials",
+            "username and password",
+            "password",
+            "incorrect authentication",
+            "{auth|authentication} {error|aborted|failure}",
+            "failed to authenticate",
+            "log in",
+            "login",
+            "authentification invalide",
+            "application-specific",
+        ),
+        PERMANENT,
+        AT_AUTH,
+    ),
+    WordRule(
+        "auth_refused",
+        C.AUTH_FAILED,
+        ("denied", "refused", "rejected", "not allowed", "failed"),
+        PERMANENT,
+        frozenset({P.AUTH}),  # a refusal in answer to AUTH is a refused login
+    ),
+    WordRule(
+        "auth_required",
+        C.AUTH_REQUIRED,
+        (
+            "{authentication|auth} [is] required",
+            "authentification requise",
+            "must authenticate",
+            "not authenticated",
+            "unauthenticated commands",
+            "smtp authentication",
+            "{login|log in} first",
+        ),
+    ),
+    WordRule(
+        "host_unknown",
+        C.HOST_UNKNOWN,
+        (
+            "host unknown",
+            "host not found",
+            "domain not found",
+            "no such domain",
+            "unknown domain",
+            "domain [name] {does not|doesn't} exist",
+            "nonexistent domain",
+            "find the recipient domain",
+            "nxdomain",
+            "no mx",
+        ),
+        ANY_CLASS,
+        NOT_MAIL,
+    ),
+    WordRule(
+        "bad_address",
+        C.BAD_ADDRESS,
+        (
+            "invalid address",
+            "address syntax",
+            "malformed address",
+            "not a valid rfc 5321 address",
+            "must contain a domain",
+            "invalid {sender|mailfrom}",
+            "invalid mail from",
+            "sender address rejected",
+            "mail from invalid",
+            "emetteur invalide",
+            "domain not found",
+            "single label {domain|domains}",
+            "reserved by rfc",
+            "mailbox name not allowed",
+            "need fully qualified address",
+            "fully qualified address",
+            "illegal address",
+            "sender domain must exist",
+            "missing domain",
+            "invalid domain [name]",
+            "domain name required",
+            "address required",
+            "fully qualified",
+            "bad {address|recipient address|sender address}",
+        ),
+    ),
+    WordRule(
+        "too_many_unrecognized",
+        C.SYNTAX_ERROR,
+        ("too many unrecognized commands", "protocol violation"),
+    ),
+    WordRule(
+        "syntax_error",
+        C.SYNTAX_ERROR,
+        (
+            "syntax",
+            "invalid command",
+            "{can't|cannot} decode",
+            "base64",
+            "must be enclosed",
+            "argument",
+            "arguments",
+            "parse error",
+        ),
+    ),
+    WordRule(
+        "mailbox_unavailable",
+        C.MAILBOX_UNAVAILABLE,
+        (
+            "mailbox [is] [temporarily] unavailable",
+            "mailbox [is] not available",
+            "account [is] [temporarily] unavailable",
+        ),
+        PERMANENT,  # a 450 "mailbox unavailable" is RFC 5321's busy mailbox
+    ),
+    WordRule(
+        "mailbox_unsure",
+        C.MAILBOX_UNAVAILABLE,
+        ("ambiguous",),
+    ),
+    WordRule(
+        "loop_or_expired",
+        C.OTHER,
+        ("mail loop", "hop", "hops", "hop count", "looping", "message expired"),
+    ),
+    WordRule(
+        "server_error",
+        C.SERVER_ERROR,
+        (
+            "local error",
+            "temporary [system|server|local] {problem|error|failure}",
+            "internal [server] error",
+            "system error",
+            "out of memory",
+            "queue unavailable",
+            "database",
+            "agent busy",
+            "ended early",
+            "trouble",
+            "incorrectly configured",
+            "temporarily rejected",
+        ),
+    ),
+    WordRule(
+        "connect_refused",
+        C.BLOCKLISTED,
+        (
+            "blocked",
+            "denied",
+            "refused",
+            "refuse",
+            "rejected",
+            "reject",
+            "not allowed",
+            "policy",
+            "policies",
+            "forbidden",
+            "restricted",
+            "not authorised",
+            "transport rule",
+            "mail flow rule",
+        ),
+        ANY_CLASS,
+        AT_CONNECT,
+    ),
+    WordRule(
+        "service_unavailable",
+        C.SERVICE_UNAVAILABLE,
+        (
+            "service [is] not available",
+            "service [is] [temporarily] unavailable",
+            "not accepting {connections|network|mail}",
+            "closing {connection|transmission}",
+            "try reconnecting",
+            "connection {expired|dropped|reset}",
+            "connection timed out",
+            "timeout",
+            "timed out",
+            "server [is] [too] busy",
+            "temporarily unavailable",
+            "service {refused|refuse}",
+            "unable to process connection",
+        ),
+        # RFC 5321's 421. On a 5xx they are Postfix's prefix of a block ("Service
+        # unavailable; Client host [...] blocked"), which says nothing of its own.
+        TRANSIENT,
+    ),
+    WordRule(
+        "greylist_soft",
+        C.GREYLISTED,
+        ("try [again] later", "please try later", "retry later"),
+        TRANSIENT,
+        frozenset({None, P.MAIL, P.RCPT, P.DATA}),
+    ),
+    WordRule(
+        "policy",
+        C.POLICY_REJECTED,
+        (
+            "policy",
+            "policies",
+            "not allowed",
+            "prohibited",
+            "not permitted",
+            "not accepted",
+            "refused",
+            "denied",
+            "blocked",
+            "rejected by",
+            "administrative",
+            "spoof",
+            "spoofed",
+            "spoofing",
+            "not authorized",
+            "rejecting",
+        ),
+    ),
+)
+
+#: Every word rule, strong first, in the order of precedence.
+WORDS: tuple[WordRule, ...] = STRONG_WORDS + WEAK_WORDS
+
+
+# --------------------------------------------------------------------------- 2. enhanced codes
+
+#: (subject, detail) -> (category, reply codes it applies to or None for any). The registry's
+#: catch-all details (X.0.0, X.1.0, X.2.0, X.3.0, X.4.0, X.5.0, X.5.1, X.6.0, X.7.0, X.7.1)
+#: are left to the words and the basic code. Detail meanings: RFC 3463 unless noted.
+_AUTH_CODES = frozenset({454, 500, 501, 530, 534, 535, 538})
+# Where the basic code itself is precise (502, 503, 504, 53x), a syntax detail does not override.
+_SYNTAX_CODES = frozenset({451, 500, 501, 550, 553, 554, 555})
+ENHANCED: MappingProxyType[tuple[int, int], tuple[C, frozenset[int] | None]] = MappingProxyType(
+    {
+        (1, 1): (C.MAILBOX_UNKNOWN, None),  # Bad destination mailbox address
+        (1, 2): (C.HOST_UNKNOWN, None),  # Bad destination system address
+        (1, 3): (C.BAD_ADDRESS, None),  # Bad destination mailbox address syntax
+        (1, 4): (C.MAILBOX_UNAVAILABLE, None),  # Destination mailbox address ambiguous
+        (1, 6): (C.MAILBOX_UNKNOWN, None),  # Destination mailbox has moved, no forwarding
+        (1, 7): (C.BAD_ADDRESS, None),  # Bad sender's mailbox address syntax
+        (1, 8): (C.BAD_ADDRESS, None),  # Bad sender's system address
+        (1, 10): (C.DOMAIN_NOT_ACCEPTING, None),  # Recipient address has null MX (RFC 7505)
+        (2, 1): (C.MAILBOX_DISABLED, None),  # Mailbox disabled, not accepting messages
+        (2, 2): (C.MAILBOX_FULL, None),  # Mailbox full
+        (2, 3): (C.MESSAGE_TOO_LARGE, None),  # Message length exceeds administrative limit
+        (3, 1): (C.INSUFFICIENT_STORAGE, None),  # Mail system full
+        (3, 2): (C.SERVICE_UNAVAILABLE, None),  # System not accepting network messages
+        (3, 3): (C.NOT_IMPLEMENTED, None),  # System not capable of selected features
+        (3, 4): (C.MESSAGE_TOO_LARGE, None),  # Message too big for system
+        (3, 5): (C.SERVER_ERROR, None),  # System incorrectly configured
+        (4, 2): (C.SERVICE_UNAVAILABLE, None),  # Bad connection
+        (4, 3): (C.SERVER_ERROR, None),  # Directory server failure
+        (4, 4): (C.HOST_UNKNOWN, None),  # Unable to route
+        (4, 5): (C.SERVICE_UNAVAILABLE, None),  # Mail system congestion
+        (4, 6): (C.OTHER, None),  # Routing loop detected
+        (4, 7): (C.OTHER, None),  # Delivery time expired
+        (5, 2): (C.SYNTAX_ERROR, _SYNTAX_CODES),  # Syntax error
+        (5, 3): (C.TOO_MANY_RECIPIENTS, None),  # Too many recipients
+        (5, 4): (C.SYNTAX_ERROR, _SYNTAX_CODES),  # Invalid command arguments
+        (5, 5): (C.NOT_IMPLEMENTED, None),  # Wrong protocol version
+        (5, 6): (C.SYNTAX_ERROR, None),  # Authentication exchange line too long (RFC 4954)
+        (6, 1): (C.POLICY_REJECTED, None),  # Media not supported
+        (6, 7): (C.BAD_ADDRESS, None),  # Non-ASCII addresses not permitted (RFC 6531)
+        (7, 2): (C.POLICY_REJECTED, None),  # Mailing list expansion prohibited
+        (7, 4): (C.NOT_IMPLEMENTED, None),  # Security features not supported
+        (7, 8): (C.AUTH_FAILED, _AUTH_CODES),  # Authentication credentials invalid (RFC 4954)
+        (7, 9): (C.AUTH_FAILED, _AUTH_CODES),  # Authentication mechanism too weak (RFC 4954)
+        (7, 10): (C.TLS_REQUIRED, None),  # Encryption needed (RFC 5248)
+        (7, 11): (C.TLS_REQUIRED, frozenset({454, 530, 538, 554})),  # Encryption required
+        (7, 12): (C.AUTH_FAILED, _AUTH_CODES),  # A password transition is needed (RFC 4954)
+        (7, 14): (C.AUTH_FAILED, _AUTH_CODES),  # Trust relationship required (RFC 5248)
+        (7, 17): (C.MAILBOX_UNAVAILABLE, None),  # Mailbox owner has changed (RFC 7293)
+        (7, 18): (C.MAILBOX_UNAVAILABLE, None),  # Domain owner has changed (RFC 7293)
+        (7, 20): (C.SENDER_AUTH_FAILED, None),  # No passing DKIM signature (RFC 7372)
+        (7, 21): (C.SENDER_AUTH_FAILED, None),  # No acceptable DKIM signature (RFC 7372)
+        (7, 22): (C.SENDER_AUTH_FAILED, None),  # No valid author-matched DKIM (RFC 7372)
+        (7, 23): (C.SENDER_AUTH_FAILED, None),  # SPF validation failed (RFC 7372)
+        (7, 24): (C.SENDER_AUTH_FAILED, None),  # SPF validation error (RFC 7372)
+        (7, 25): (C.POLICY_REJECTED, None),  # Reverse DNS validation failed (RFC 7372)
+        (7, 26): (C.SENDER_AUTH_FAILED, None),  # Multiple authentication checks failed
+        (7, 27): (C.BAD_ADDRESS, None),  # Sender address has null MX (RFC 7505)
+        (7, 28): (C.RATE_LIMITED, None),  # Mail flood detected (IANA registry)
+        (7, 29): (C.SENDER_AUTH_FAILED, None),  # ARC validation failure (RFC 8617)
+        (7, 30): (C.TLS_REQUIRED, None),  # REQUIRETLS support required (RFC 8689)
+    }
+)
+
+#: Detail ranges one large provider documents outside the registry:
+#: (class, subject, first detail, last detail) -> category.
+VENDOR_ENHANCED: tuple[tuple[int, int, int, int, C], ...] = (
+    # Exchange Online: "451 4.7.500-699 Access denied, please try again later" and
+    # "4.7.850-899": the sending IP is throttled while its traffic is evaluated.
+    (4, 7, 500, 699, C.RATE_LIMITED),
+    (4, 7, 850, 899, C.RATE_LIMITED),
+)
+
+#: X.7.1 "Delivery not authorized" on a 450/451 is how greylisting servers answer.
+GREYLIST_ENHANCED = "4.7.1"
+
+
+# --------------------------------------------------------------------------- 4. class + subject
+
+#: Basic codes that say little by themselves; for these the enhanced class and subject refine.
+GENERIC_CODES = frozenset({450, 451, 550, 553, 554})
+#: Subjects that refine any basic code: content (6) and security or policy (7) say more than,
+#: say, 552's "exceeded storage allocation" (a 552 5.7.0 is a policy refusal).
+OVERRIDING_SUBJECTS = frozenset({6, 7})
+
+ENHANCED_SUBJECT: MappingProxyType[tuple[int, int], C] = MappingProxyType(
+    {
+        (5, 1): C.BAD_ADDRESS,  # Addressing status
+        (5, 2): C.MAILBOX_UNAVAILABLE,  # Mailbox status
+        (4, 2): C.MAILBOX_UNAVAILABLE,
+        (5, 3): C.SERVER_ERROR,  # Mail system status
+        (4, 3): C.SERVER_ERROR,
+        (5, 6): C.POLICY_REJECTED,  # Message content or media status
+        (5, 7): C.POLICY_REJECTED,  # Security or policy status
+    }
+)
+
+
+# --------------------------------------------------------------------------- 5. basic code
+
+#: RFC 5321 4.2.2/4.2.3, RFC 4954 (432, 454, 530, 534, 535, 538), RFC 7504 (521, 556).
+BY_CODE: MappingProxyType[int, C] = MappingProxyType(
+    {
+        421: C.SERVICE_UNAVAILABLE,  # Service not available, closing transmission channel
+        432: C.AUTH_REQUIRED,  # A password transition is needed (RFC 4954)
+        450: C.MAILBOX_BUSY,  # Requested mail action not taken: mailbox unavailable (busy)
+        451: C.SERVER_ERROR,  # Requested action aborted: local error in processing
+        452: C.INSUFFICIENT_STORAGE,  # Requested action not taken: insufficient system storage
+        454: C.AUTH_TEMPORARY,  # Temporary authentication failure (RFC 4954)
+        455: C.NOT_IMPLEMENTED,  # Server unable to accommodate parameters
+        500: C.SYNTAX_ERROR,  # Syntax error, command unrecognized
+        501: C.SYNTAX_ERROR,  # Syntax error in parameters or arguments
+        502: C.NOT_IMPLEMENTED,  # Command not implemented
+        503: C.BAD_SEQUENCE,  # Bad sequence of commands
+        504: C.NOT_IMPLEMENTED,  # Command parameter not implemented
+        521: C.DOMAIN_NOT_ACCEPTING,  # Host does not accept mail (RFC 7504)
+        530: C.AUTH_REQUIRED,  # Authentication required (RFC 4954)
+        534: C.AUTH_FAILED,  # Authentication mechanism is too weak (RFC 4954)
+        535: C.AUTH_FAILED,  # Authentication credentials invalid (RFC 4954)
+        538: C.TLS_REQUIRED,  # Encryption required for requested mechanism (RFC 4954)
+        550: C.MAILBOX_UNAVAILABLE,  # Requested action not taken: mailbox unavailable
+        551: C.USER_NOT_LOCAL,  # User not local; please try <forward-path>
+        552: C.STORAGE_EXCEEDED,  # Requested mail action aborted: exceeded storage allocation
+        553: C.BAD_ADDRESS,  # Requested action not taken: mailbox name not allowed
+        554: C.POLICY_REJECTED,  # Transaction failed / No SMTP service here
+        555: C.NOT_IMPLEMENTED,  # MAIL FROM/RCPT TO parameters not recognized or implemented
+        556: C.DOMAIN_NOT_ACCEPTING,  # Domain does not accept mail (RFC 7504)
+    }
+)
+
+#: Where the phase changes what a basic code means.
+BY_PHASE_AND_CODE: MappingProxyType[tuple[P, int], C] = MappingProxyType(
+    {
+        (P.AUTH, 450): C.AUTH_TEMPORARY,  # a transient failure while logging in
+        (P.AUTH, 451): C.AUTH_TEMPORARY,
+        (P.AUTH, 550): C.AUTH_FAILED,  # some servers refuse a login with 550
+        (P.AUTH, 554): C.AUTH_FAILED,
+        (P.STARTTLS, 454): C.SERVICE_UNAVAILABLE,  # TLS not available (RFC 3207)
+        (P.MAIL, 550): C.POLICY_REJECTED,  # the sender was refused, not a mailbox
+        (P.MAIL, 554): C.POLICY_REJECTED,
+        (P.CONNECT, 554): C.SERVICE_UNAVAILABLE,  # "No SMTP service here" (RFC 5321 3.1)
+        (P.CONNECT, 550): C.POLICY_REJECTED,
+    }
+)
+
+
+# --------------------------------------------------------------------------- one scan
+
+# A word is a run of letters and digits; everything else separates words. Replies are cut
+# as UTF-8 bytes with one byte table (bytes.translate, far faster than a regular expression):
+# ASCII punctuation and controls become spaces, bytes of other scripts stay in their words.
+_SEPARATOR_BYTES = bytes(
+    byte if byte >= 0x80 or chr(byte).isalnum() else 0x20 for byte in range(256)
+)
+# Punctuation of other scripts that real replies use between words.
+_WIDE_PUNCTUATION = {
+    ord(c): " "
+    for c in "\u2018\u2019\u201c\u201d\u00ab\u00bb\u2013\u2014\u2026\u00a0\u3001\u3002\uff0c\uff1a"
+}
+
+
+def words_of(lowered: str) -> list[bytes]:
+    """The words of a lower-cased text, as UTF-8 byte strings."""
+    if not lowered.isascii():
+        lowered = lowered.translate(_WIDE_PUNCTUATION)
+    return lowered.encode("utf-8", "surrogatepass").translate(_SEPARATOR_BYTES).split()
+
+
+#: Precedence of each rule (lower first).
+RANK: MappingProxyType[str, int] = MappingProxyType({r.name: i for i, r in enumerate(WORDS)})
+RULE_BY_NAME: MappingProxyType[str, WordRule] = MappingProxyType({r.name: r for r in WORDS})
+STRONG_NAMES = frozenset(rule.name for rule in STRONG_WORDS)
+
+_CHOICE = re.compile(r"\[([^\]]*)\]|\{([^}]*)\}|([^\s\[\]{}]+)")
+
+
+def expand(phrase: str) -> list[tuple[bytes, ...]]:
+    """Every word sequence a phrase stands for, e.g. ``"mailbox [is] full"`` ->
+    ``[(b"mailbox", b"is", b"full"), (b"mailbox", b"full")]``."""
+    sequences: list[tuple[bytes, ...]] = [()]
+    for optional, one_of, word in _CHOICE.findall(phrase.lower()):
+        if word:
+            choices = [tuple(words_of(word))]
+        else:
+            choices = [tuple(words_of(c)) for c in (optional or one_of).split("|")]
+            if optional:
+                choices.append(())
+        sequences = [seq + choice for seq in sequences for choice in choices]
+    return [seq for seq in sequences if seq]
+
+
+def applies(rule: WordRule, reply_class: int, phase: P | None) -> bool:
+    """Whether ``rule`` speaks about replies of this class (4 or 5) in this phase."""
+    return reply_class in rule.classes and (rule.phases is None or phase in rule.phases)
+
+
+# Words too common in replies to look phrases up by. A longer phrase is filed under its
+# least shared other word (the one fewest phrases contain), so that a reply's common words
+# lead to few comparisons.
+_COMMON_WORDS = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "been",
+        "has",
+        "have",
+        "had",
+        "of",
+        "to",
+        "in",
+        "on",
+        "for",
+        "by",
+        "at",
+        "from",
+        "with",
+        "and",
+        "or",
+        "not",
+        "no",
+        "your",
+        "you",
+        "this",
+        "that",
+        "it",
+        "its",
+        "as",
+        "do",
+        "does",
+        "can",
+        "t",
+        "s",
+        "mail",
+        "email",
+        "message",
+        "messages",
+        "user",
+        "account",
+        "mailbox",
+        "recipient",
+        "sender",
+        "address",
+        "domain",
+        "ip",
+        "server",
+        "too",
+        "many",
+        "please",
+        "try",
+        "again",
+        "later",
+        "smtp",
+        "error",
+        "rejected",
+    ]
+)
+
+
+@functools.cache
+def _phrase_counts() -> dict[bytes, int]:
+    counts: dict[bytes, int] = {}
+    for rule in WORDS:
+        for phrase in rule.phrases:
+            for words in expand(phrase):
+                for word in set(words):
+                    counts[word] = counts.get(word, 0) + 1
+    return counts
+
+
+def _key_word(words: tuple[bytes, ...]) -> bytes:
+    counts = _phrase_counts()
+    specific = [word for word in words if word.decode() not in _COMMON_WORDS] or list(words)
+    return min(specific, key=lambda word: (counts.get(word, 0), -len(word)))
+
+
+@dataclass(frozen=True, slots=True)
+class Index:
+    """The phrases of the rules that apply to one reply class and phase, ready to look up."""
+
+    key_words: frozenset[bytes]  #: every word a phrase is filed under
+    single: dict[bytes, int]  #: one-word phrase -> best rank
+    #: key word -> (rank, b" the whole phrase "), best rank first
+    longer: dict[bytes, tuple[tuple[int, bytes], ...]]
+
+
+@functools.cache
+def index(reply_class: int, phase: P | None) -> Index:
+    """The :class:`Index` for this reply class and phase (built once, on first use)."""
+    single: dict[bytes, int] = {}
+    longer: dict[bytes, set[tuple[int, bytes]]] = {}
+    for rule in WORDS:
+        if not applies(rule, reply_class, phase):
+            continue
+        rank = RANK[rule.name]
+        for phrase in rule.phrases:
+            for words in expand(phrase):
+                if len(words) == 1:
+                    single[words[0]] = min(rank, single.get(words[0], rank))
+                else:
+                    whole = b" %s " % b" ".join(words)
+                    longer.setdefault(_key_word(words), set()).add((rank, whole))
+    return Index(
+        frozenset(single) | frozenset(longer),
+        single,
+        {key: tuple(sorted(entries)) for key, entries in longer.items()},
+    )
+
+
+def best_rule(words: list[bytes], reply_class: int, phase: P | None) -> WordRule | None:
+    """The rule of highest precedence one of whose phrases occurs in ``words``.
+
+    One pass over the words: one set intersection (in C) finds the words phrases are filed
+    under; the longer phrases filed under those are then looked for in the joined words, best
+    rank first, stopping as soon as nothing better can be found.
+    """
+    found = index(reply_class, phase)
+    starts = found.key_words.intersection(words)
+    if not starts:
+        return None
+    best = len(WORDS)
+    joined = b""
+    for word in starts:
+        rank = found.single.get(word, best)
+        best = min(best, rank)
+        for rank, whole in found.longer.get(word, ()):
+            if rank >= best:
+                break
+            if not joined:
+                joined = b" %s " % b" ".join(words)
+            if whole in joined:
+                best = rank
+                break
+    return WORDS[best] if best < len(WORDS) else None
