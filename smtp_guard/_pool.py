@@ -164,11 +164,19 @@ class Pool:
             if keep:
                 self._meta[conn].last_used = self._clock()
                 self._idle.append(conn)
+            # Over the limit (the server throttled us): close idle ones, oldest first.
+            surplus = []
+            while self._idle and len(self._meta) + self._opening > min(self.size, self._limit()):
+                surplus.append(self._idle.pop(0))
+                self._forget(surplus[-1])
             self._cond.notify_all()
         if not keep:
             if conn.is_connected:
                 self.stats.discarded += 1
             self._retire(conn)
+        for extra in surplus:
+            self.stats.discarded += 1
+            self._retire(extra)
 
     def _forget(self, conn: Connection) -> None:
         self._meta.pop(conn, None)

@@ -4,8 +4,8 @@
   client slows down before the server has to say so.
 - :class:`AIMDLimit` is the number of transactions allowed at once. A reply that says "slow
   down" (:func:`is_throttle`) halves it (multiplicative decrease, at most once per cool-down so
-  one burst of refusals counts once); every completed transaction adds ``1/limit`` (additive
-  increase: about +1 per round of ``limit`` successes), up to the pool size.
+  one burst of refusals counts once); every completed transaction adds ``1/maximum`` (additive
+  increase: +1 per ``maximum`` successes, so recovery is slow), up to the pool size.
 
 Clock and sleep are injectable, so tests run without real waits. No I/O here.
 """
@@ -102,7 +102,7 @@ class TokenBucket:
 
 
 class AIMDLimit:
-    """How many transactions may run at once: halved on throttling, +1/limit per success."""
+    """How many transactions may run at once: halved on throttling, +1/maximum per success."""
 
     def __init__(
         self,
@@ -140,4 +140,4 @@ class AIMDLimit:
     def on_success(self) -> None:
         """A transaction went through: grow slowly back towards the maximum."""
         if self.value < self.maximum:
-            self.value = min(float(self.maximum), self.value + 1.0 / max(self.value, 1.0))
+            self.value = min(float(self.maximum), self.value + 1.0 / self.maximum)

@@ -32,6 +32,7 @@ from smtp_guard.errors import (
     ServerDisconnected,
     TransientError,
 )
+from smtp_guard.mailer import Mailer
 from smtp_guard.pipelining import ReplyParser, run_pipelined
 
 MESSAGE = b"From: a@sender.test\r\nTo: b@rcpt.test\r\nSubject: hi\r\n\r\nHello.\r\n"
@@ -551,3 +552,29 @@ async def test_against_aiosmtpd() -> None:
         ("d@s.test", ["e@r.test"]),
     ]
     assert handler.envelopes[0][2] == MESSAGE
+
+
+# --------------------------------------------------------------------------- through the Mailer
+
+
+async def test_mailer_pipelines_where_offered() -> None:
+    # This peer answers MAIL/RCPT only once DATA arrived: only a pipelining client gets through.
+    peer = Peer(pipelining=True)
+    async with serve(peer), Mailer(hostname="127.0.0.1", port=peer.port, timeout=5) as mailer:
+        result = await mailer.send(MESSAGE, sender="a@s.test", recipients=["b@r.test", "c@r.test"])
+        await mailer.send(MESSAGE, sender="a@s.test", recipients=["d@r.test"])
+    assert result.delivered == ("b@r.test", "c@r.test")
+    assert len(peer.contents) == 2
+    assert peer.connections == 1
+
+
+async def test_mailer_does_not_pipeline_where_not_offered_or_told_not_to() -> None:
+    for pipelining in (True, False):
+        peer = Peer(pipelining=False)
+        async with (
+            serve(peer),
+            Mailer(hostname="127.0.0.1", port=peer.port, pipelining=pipelining) as mailer,
+        ):
+            await mailer.send(MESSAGE, sender="a@s.test", recipients=["b@r.test", "c@r.test"])
+        assert len(peer.contents) == 1
+        assert peer.batched_without_pipelining == 0
