@@ -224,15 +224,25 @@ def print_table(
 ) -> None:
     """A table: rich when ``console`` is given, else aligned plain text (``file``: stdout).
 
-    ``styles`` is one rich style per row (ignored in plain text).
+    ``styles`` is one rich style per row (ignored in plain text). Only the last column wraps;
+    in plain text a newline in it continues on the next line, under that column.
     """
     if console is not None:
+        from rich import box  # noqa: PLC0415
         from rich.table import Table  # noqa: PLC0415
 
-        table = Table(title=title, title_justify="left", expand=False)
+        table = Table(
+            title=title,
+            title_justify="left",
+            box=box.SIMPLE_HEAD,
+            padding=(0, 1, 0, 0),
+            pad_edge=False,
+            show_edge=False,
+            expand=False,
+        )
         for index, name in enumerate(columns):
-            wide = index == len(columns) - 1
-            table.add_column(name, overflow="fold", ratio=1 if wide else None, no_wrap=not wide)
+            last = index == len(columns) - 1
+            table.add_column(name, overflow="fold", no_wrap=not last)
         for index, row in enumerate(rows):
             style = styles[index] if styles is not None else None
             table.add_row(*row, style=style)

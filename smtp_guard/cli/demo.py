@@ -26,6 +26,7 @@ import json
 import random
 import secrets
 import sys
+import textwrap
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -72,11 +73,11 @@ FAULTS: tuple[str, ...] = (
     "rcpt:*@greylisting.test=greylist=1s",
     "rcpt:*@popular.test=450 4.2.1 The user you are trying to contact is receiving mail at a "
     "rate that prevents additional messages from being delivered p=0.5",
-    "rcpt:full.mailbox@*=552 5.2.2 <{rcpt}>: Mailbox full, over quota",
-    "rcpt:no.such.user@*=550 5.1.1 <{rcpt}>: Recipient address rejected: User unknown in "
+    "rcpt:fullbox@*=552 5.2.2 <{rcpt}>: Mailbox full, over quota",
+    "rcpt:nosuchuser@*=550 5.1.1 <{rcpt}>: Recipient address rejected: User unknown in "
     "virtual mailbox table",
     "rcpt:*@lookup.test=451 4.3.0 <{rcpt}>: Temporary lookup failure x1",
-    "message:*@kept-then-dropped.test=store-drop",
+    "message:*@kept-dropped.test=store-drop",
     "message:*@dropped.test=drop",
     "ratelimit=10/1s",
 )
@@ -108,10 +109,10 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("uma@greylisting.test", "greylists (1 s)"),
     Scenario("vera@popular.test", "defers half the time (seeded)"),
     Scenario("will@popular.test", "defers half the time (seeded)"),
-    Scenario("full.mailbox@example.test", "mailbox full"),
-    Scenario("no.such.user@example.test", "unknown user"),
+    Scenario("fullbox@example.test", "mailbox full"),
+    Scenario("nosuchuser@example.test", "unknown user"),
     Scenario("xena@lookup.test", "451 once"),
-    Scenario("yuri@kept-then-dropped.test", "keeps the message, drops the connection"),
+    Scenario("yuri@kept-dropped.test", "keeps the message, drops the connection"),
     Scenario("zoe@dropped.test", "drops the connection after the final dot"),
     Scenario("subscriber@example.test", "refuses the stale password", account="newsletter"),
 )
@@ -262,7 +263,9 @@ class _Display:
         text = f"{category_of(why)}: {describe(why)}" if why is not None else "no reply"
         line = "      " + one_line(f"retry {rcpt} in {details.wait:.1f}s ({text})", 140)
         if self.progress is not None:
-            self.progress.console.print(line, style="yellow", highlight=False)
+            self.progress.console.print(
+                line, style="yellow", highlight=False, no_wrap=True, overflow="ellipsis"
+            )
         else:
             print(line, flush=True)
 
@@ -379,24 +382,7 @@ def _intro(console: Console | None, server: FaultServer, total: int, seed: int) 
         "what the server does:",
         *(f"  {spec}" for spec in FAULTS),
     ]
-    if console is not None:
-        console.print(lines[0], style="bold")
-        for line in lines[1:]:
-            console.print(line, highlight=False, soft_wrap=True)
-    else:
-        print("\n".join(lines), flush=True)
-
-
-def _todo(report: RecipientReport) -> str:
-    error = report.error
-    if report.outcome == DELIVERED:
-        return ""
-    if error is None:
-        return "retry later"
-    shown = describe(error)
-    if report.outcome == DELIVERED_LATE:
-        return f"nothing: retried automatically after {shown}"
-    return f"{shown}\n{error.hint}"
+    _lines(console, lines, heading="bold")
 
 
 def _table_rows(rows: list[_Row]) -> list[list[str]]:
@@ -408,7 +394,6 @@ def _table_rows(rows: list[_Row]) -> list[list[str]]:
             category_of(row.report.error),
             str(row.report.attempts),
             str(row.received),
-            _todo(row.report),
         ]
         for row in rows
     ]
@@ -456,9 +441,28 @@ def _server_line(rows: list[_Row], stored: int, kept_uncertain: int) -> list[str
     return lines
 
 
-def _explanations(rows: list[_Row], lang: str) -> list[list[str]]:
+def _retried(rows: list[_Row]) -> list[str]:
+    """One line per recipient delivered after a retry: the reply that made smtp_guard wait."""
+    lines = []
+    for row in rows:
+        report = row.report
+        if report.outcome == DELIVERED_LATE and report.error is not None:
+            lines.append(
+                f"  {report.recipient}: {describe(report.error)}"
+                f" -> delivered on attempt {report.attempts}"
+            )
+    return lines
+
+
+def _not_delivered(rows: list[_Row], lang: str) -> list[tuple[str, str, str, str]]:
+    """(recipient, server reply, what the developer should do, what the user would read)."""
     return [
-        [row.report.recipient, explain(row.report.error, lang)]
+        (
+            row.report.recipient,
+            describe(row.report.error),
+            row.report.error.hint,
+            explain(row.report.error, lang),
+        )
         for row in rows
         if not row.report.delivered and row.report.error is not None
     ]
@@ -466,30 +470,63 @@ def _explanations(rows: list[_Row], lang: str) -> list[list[str]]:
 
 def _report(console: Console | None, run: _Run) -> None:
     rows = run.rows
-    columns = ["#", "recipient", "outcome", "category", "tries", "copies", "what to do"]
+    columns = ["#", "recipient", "outcome", "category", "tries", "copies"]
     styles = [_OUTCOME_STYLE.get(row.report.outcome) for row in rows]
-    title = "What happened to each recipient (copies: what the server's records hold for them)"
-    print_table(console, title, columns, _table_rows(rows), styles=styles)
+    title = "What happened, per recipient (copies: what the server kept for them)"
+    table = _table_rows(rows)
+    if console is not None and console.width < 100:  # "deferred,\nthen delivered": fits 80
+        for cells in table:
+            cells[2] = cells[2].replace(", ", ",\n")
+    print_table(console, title, columns, table, styles=styles)
     _blank(console)
-    print_table(
-        console,
-        f"What your users would be told ({run.lang})",
-        ["recipient", "explanation"],
-        _explanations(rows, run.lang),
-    )
-    _blank(console)
+    retried = _retried(rows)
+    if retried:
+        _lines(console, ["Retried automatically, nothing to do:", *retried], heading="bold")
+        _blank(console)
+    failed = _not_delivered(rows, run.lang)
+    if failed:
+        lines = [f"Not delivered: what to do (and what your users would read, {run.lang}):"]
+        for recipient, reply, hint, user_text in failed:
+            lines += [
+                f"  {recipient}: {reply}",
+                f"      do:    {hint}",
+                f"      users: {user_text}",
+            ]
+        _lines(console, lines, heading="bold")
+        _blank(console)
     lines = [
         _summary(rows, run.retries, run.elapsed),
         *_server_line(rows, run.stored, run.kept_uncertain),
         *(f"CHECK FAILED: {problem}" for problem in run.problems),
     ]
-    if console is not None:
-        console.print(lines[0], style="bold", highlight=False)
-        for line in lines[1:]:
-            style = "bold red" if line.startswith("CHECK FAILED") else None
-            console.print(line, style=style, highlight=False)
-    else:
+    _lines(console, lines, heading="bold")
+
+
+def _lines(console: Console | None, lines: list[str], heading: str | None = None) -> None:
+    """Print ``lines``; on rich, the first in ``heading`` style, wrapped under their own indent."""
+    if console is None:
         print("\n".join(lines))
+        return
+    from rich.text import Text  # noqa: PLC0415 - the optional extra, only when used
+
+    for index, line in enumerate(lines):
+        body = line.lstrip(" ")
+        indent = len(line) - len(body)
+        style = (heading or "") if index == 0 else ""
+        hang = indent + 2 if indent else 0
+        if body.startswith("CHECK FAILED"):
+            style = "bold red"
+        elif body.startswith(("do:", "users:")):
+            style = "cyan" if body.startswith("do:") else "italic"
+            hang = indent + 7
+        wrapped = textwrap.fill(
+            body,
+            width=max(40, console.width),
+            initial_indent=" " * indent,
+            subsequent_indent=" " * hang,
+            break_on_hyphens=False,
+        )
+        console.print(Text(wrapped, style=style), highlight=False, soft_wrap=True)
 
 
 def _blank(console: Console | None) -> None:
