@@ -57,6 +57,9 @@ NOT_AUTH: frozenset[P | None] = frozenset(
 )
 AT_AUTH: frozenset[P | None] = frozenset({None, P.AUTH})
 AT_CONNECT: frozenset[P | None] = frozenset({P.CONNECT, P.EHLO})
+NOT_CONNECT: frozenset[P | None] = frozenset(
+    {None, P.STARTTLS, P.AUTH, P.MAIL, P.RCPT, P.DATA, P.MESSAGE, P.QUIT}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +186,7 @@ STRONG_WORDS: tuple[WordRule, ...] = (
             "attachment extension is forbidden",
             "forbidden attachment",
             "executable attachment",
+            "sender rejected",
         ),
     ),
     WordRule(
@@ -242,6 +246,10 @@ STRONG_WORDS: tuple[WordRule, ...] = (
             "backscatterer",
             "known spammer",
             "spam source",
+            "rbls",
+            "dnsbls",
+            "blocklists",
+            "blacklists",
         ),
     ),
     WordRule(
@@ -372,6 +380,7 @@ STRONG_WORDS: tuple[WordRule, ...] = (
             "sent too {many|much}",
             "quota for sending",
             "exceeded its quota",
+            "too many errors",
         ),
     ),
     WordRule(
@@ -643,6 +652,13 @@ WEAK_WORDS: tuple[WordRule, ...] = (
         NOT_MAIL,
     ),
     WordRule(
+        "sender_domain_at_mail",
+        C.BAD_ADDRESS,
+        ("no mx", "no mx servers", "domain not found", "host not found", "no such domain"),
+        ANY_CLASS,
+        frozenset({P.MAIL}),  # in answer to MAIL FROM, a missing domain is the sender's
+    ),
+    WordRule(
         "bad_address",
         C.BAD_ADDRESS,
         (
@@ -670,7 +686,11 @@ WEAK_WORDS: tuple[WordRule, ...] = (
             "address required",
             "fully qualified",
             "bad {address|recipient address|sender address}",
+            "reserved domain",
+            "unknown tld",
         ),
+        ANY_CLASS,
+        NOT_CONNECT,
     ),
     WordRule(
         "too_many_unrecognized",

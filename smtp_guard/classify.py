@@ -25,6 +25,8 @@ from smtp_guard.replies import UNITS, parse_retry_after, split_enhanced
 __all__ = ["Classification", "classify", "error_from_reply"]
 
 _PHASES: dict[str, Phase] = {phase.value: phase for phase in Phase}
+#: Greylisting keys on sender and recipient, so it answers MAIL, RCPT or DATA (or unknown).
+_GREYLIST_PHASES = frozenset({None, Phase.MAIL, Phase.RCPT, Phase.DATA})
 #: A retry hint names a unit word or a clock time (hh:mm:ss): a text with neither cannot hold
 #: a hint :func:`parse_retry_after` would find, and is not scanned for one.
 _UNIT_WORDS = frozenset(unit.encode() for unit in UNITS if unit.isascii())
@@ -82,7 +84,7 @@ def _by_enhanced(code: int, enhanced: str, phase: Phase | None) -> Category | No
     for v_class, v_subject, first, last, category in _rules.VENDOR_ENHANCED:
         if (status_class, subject) == (v_class, v_subject) and first <= detail <= last:
             return category
-    if enhanced == _rules.GREYLIST_ENHANCED and code in (450, 451) and phase is not Phase.AUTH:
+    if enhanced == _rules.GREYLIST_ENHANCED and code in (450, 451) and phase in _GREYLIST_PHASES:
         return Category.GREYLISTED
     return None
 
