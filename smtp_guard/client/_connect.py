@@ -184,7 +184,11 @@ class Connection:
         return True
 
     async def close(self) -> None:
-        """QUIT politely (errors ignored) and close."""
+        """QUIT politely (errors ignored) and close.
+
+        asyncio releases the socket on the next turns of the loop: run the loop a little
+        (``await asyncio.sleep(0)``) before closing it yourself.
+        """
         if self.is_connected:
             with contextlib.suppress(*LOWER_ERRORS):
                 await self.client.quit(timeout=min(self.params.timeout or 5.0, 5.0))
@@ -222,8 +226,18 @@ async def open_connection(params: ConnectParams) -> Connection:
             await _login(client, params)
     except BaseException:
         client.close()
+        await _settle()
         raise
     return Connection(client, params, encrypted)
+
+
+async def _settle() -> None:
+    """Let a closed transport release its socket (on the loop's next turns).
+
+    A caller that closes its event loop right after a failed connect then leaks nothing.
+    """
+    for _ in range(2):
+        await asyncio.sleep(0)
 
 
 async def _ehlo(client: aiosmtplib.SMTP) -> None:
