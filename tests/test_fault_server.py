@@ -10,7 +10,7 @@ from email.message import EmailMessage
 import aiosmtplib
 import pytest
 
-from smtp_guard.testing import Fault, FaultServer
+from smtp_guard.testing import Fault, FaultServer, FaultSpecError, RateLimit
 
 SENDER = "alice@sender.test"
 
@@ -324,3 +324,91 @@ async def test_implicit_tls() -> None:
         await send(srv, ["bob@example.test"], use_tls=True, tls_context=srv.tls_context(),
                    username="u", password="p")  # fmt: skip
     assert srv.messages[0].tls
+
+
+async def test_listens_on_ipv6_loopback() -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    try:
+        srv = FaultServer(host="::1")
+        await srv.start_async()
+    except OSError:
+        pytest.skip("::1 is not configured here")
+    try:
+        await send(srv, ["bob@example.test"])
+    finally:
+        await srv.stop_async()
+    assert srv.messages[0].peer == "::1"
+
+
+def test_refuses_to_listen_beyond_loopback() -> None:
+    with pytest.raises(ValueError, match="not a loopback address") as caught:
+        FaultServer(host="192.0.2.1")
+    assert caught.value.part == "host"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("settings", "part"),
+    [
+        ({"starttls": "maybe"}, "starttls"),
+        ({"size_limit": 0}, "size_limit"),
+        ({"max_recipients": 0}, "max_recipients"),
+        ({"greylist": -1}, "greylist"),
+        ({"credentials": {"": "pw"}}, "credentials"),
+    ],
+)
+def test_bad_settings_are_refused_before_listening(settings: dict[str, object], part: str) -> None:
+    with pytest.raises(FaultSpecError) as caught:
+        FaultServer(**settings)  # type: ignore[arg-type]
+    assert caught.value.part == part
+
+
+def test_bad_rate_limit_value() -> None:
+    with pytest.raises(FaultSpecError, match="at least 1 message"):
+        RateLimit(0, 60)
+    with pytest.raises(FaultSpecError, match="control characters"):
+        RateLimit(1, 60, "450 \x00")
+
+
+async def test_starttls_phase_fault_then_normal() -> None:
+    async with FaultServer("starttls=on", "starttls=454 4.7.0 TLS not available x1") as srv:
+        smtp = aiosmtplib.SMTP(hostname=srv.host, port=srv.port, start_tls=False, timeout=5)
+        async with smtp:
+            await smtp.ehlo()
+            with pytest.raises(aiosmtplib.SMTPResponseException) as caught:
+                await smtp.starttls(tls_context=srv.tls_context())
+            assert caught.value.code == 454
+            await smtp.starttls(tls_context=srv.tls_context())
+        assert srv.connections[0].tls
+
+
+async def test_auth_phase_fault_overrides_good_credentials() -> None:
+    async with FaultServer("auth=alice:pw", "auth=454 4.7.0 Try later") as srv:
+        with pytest.raises(aiosmtplib.SMTPAuthenticationError) as caught:
+            await send(srv, ["bob@example.test"], username="alice", password="pw")
+    assert caught.value.code == 454
+    assert srv.fault_hits == [2]  # aiosmtplib tried PLAIN, then LOGIN
+    assert srv.messages == []
+
+
+async def test_auth_phase_fault_once_lets_the_next_mechanism_in() -> None:
+    async with FaultServer("auth=alice:pw", "auth=454 4.7.0 Try later x1") as srv:
+        await send(srv, ["bob@example.test"], username="alice", password="pw")
+    auth_lines = [line for line in srv.transcript if "AUTH" in line or "235" in line]
+    assert auth_lines == [
+        "S: 250-AUTH LOGIN PLAIN",
+        "C: AUTH PLAIN ****",
+        "C: AUTH LOGIN ****",
+        "S: 235 2.7.0 Authentication successful",
+    ]
+    assert len(srv.messages) == 1
+
+
+async def test_auth_tls_required_refuses_plain_text_auth() -> None:
+    async with FaultServer("auth=alice:pw", "auth-tls=required", "starttls=on") as srv:
+        smtp = aiosmtplib.SMTP(hostname=srv.host, port=srv.port, start_tls=False, timeout=5)
+        async with smtp:
+            await smtp.ehlo()
+            reply = await smtp.execute_command(b"AUTH", b"PLAIN", b"AGFsaWNlAHB3")
+    assert reply.code == 538
+    assert srv.connections[0].user is None

@@ -112,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
             *args.fault,
             host=args.host,
             port=args.port,
+            allow_remote=args.allow_remote,
             on_transaction=printed,
             on_disconnect=closed if args.transcript else None,
         )

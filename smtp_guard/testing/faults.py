@@ -171,7 +171,7 @@ class FaultSpecError(InvalidInput):
     Also a :class:`ValueError`. The message never repeats a password.
     """
 
-    default_hint = "Fix the part of the fault description named in the message."
+    default_hint = "Fix the part of the fault description or server setting named in the message."
 
     def __init__(self, message: str, /, *, spec: str = "", part: str = "") -> None:
         super().__init__(message)
@@ -394,6 +394,18 @@ class RateLimit:
     window: float
     reply: str = "450 4.2.1 Too many messages, slow down; try again in {retry} seconds"
 
+    def __post_init__(self) -> None:
+        if self.messages < 1 or self.window <= 0:
+            raise FaultSpecError(
+                f"bad rate limit {self.messages}/{self.window}s: at least 1 message, "
+                "in a window longer than 0",
+                part="rate_limit",
+            )
+        try:
+            _check_reply(self.reply)
+        except ValueError as exc:
+            raise FaultSpecError(f"bad rate limit reply: {exc}", part="rate_limit") from None
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -411,6 +423,27 @@ class Settings:
     implicit_tls: bool = False
     pipelining: bool = True
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        def bad(part: str, why: str) -> FaultSpecError:
+            return FaultSpecError(f"bad server setting {part}: {why}", part=part)
+
+        if self.size_limit is not None and self.size_limit < 1:
+            raise bad("size_limit", "must be at least 1 byte")
+        if self.max_recipients is not None and self.max_recipients < 1:
+            raise bad("max_recipients", "must be at least 1")
+        if self.greylist is not None and self.greylist < 0:
+            raise bad("greylist", "the period cannot be negative")
+        if self.starttls not in ("off", "on", "required"):
+            raise bad("starttls", f"{self.starttls!r} is not one of 'off', 'on', 'required'")
+        for name in ("max_recipients_reply",):
+            try:
+                _check_reply(getattr(self, name))
+            except ValueError as exc:
+                raise bad(name, str(exc)) from None
+        for user, password in self.credentials.items():
+            if not isinstance(user, str) or not isinstance(password, str) or not user:
+                raise bad("credentials", "give a mapping of non-empty user names to passwords")
 
     def replace(self, **changes: object) -> Settings:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]

@@ -25,6 +25,7 @@ import email
 import email.message
 import email.policy
 import hmac
+import ipaddress
 import itertools
 import math
 import random
@@ -44,7 +45,7 @@ from typing import Any, Literal, cast
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from smtp_guard._enums import Phase
-from smtp_guard.testing.faults import Fault, RateLimit, Settings, parse_faults
+from smtp_guard.testing.faults import Fault, FaultSpecError, RateLimit, Settings, parse_faults
 
 __all__ = ["ConnectionRecord", "FaultServer", "Transaction"]
 
@@ -341,7 +342,7 @@ class _FaultSMTP(SMTP):
         settings = self.owner.settings
         lines = [self.hostname]
         lines.append(f"SIZE {settings.size_limit}" if settings.size_limit else "SIZE")
-        lines += ["8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES"]
+        lines += ["8BITMIME", "SMTPUTF8"]
         if settings.pipelining:
             lines.append("PIPELINING")
         if settings.starttls != "off" and not self.encrypted:
@@ -454,6 +455,15 @@ class _FaultSMTP(SMTP):
         return reply
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class FaultServer:
     """A real SMTP server on loopback that misbehaves as scripted; records what it received.
 
@@ -484,9 +494,15 @@ class FaultServer:
         pipelining: bool | None = None,
         seed: int | None = None,
         idle_timeout: float = 300.0,
+        allow_remote: bool = False,
         on_transaction: Callable[[Transaction], None] | None = None,
         on_disconnect: Callable[[ConnectionRecord], None] | None = None,
     ) -> None:
+        if not allow_remote and not _is_loopback(host):
+            raise FaultSpecError(
+                f"host {host!r} is not a loopback address; pass allow_remote=True to listen there",
+                part="host",
+            )
         parsed, settings = parse_faults(faults)
         overrides: dict[str, object] = {
             "size_limit": size_limit,
