@@ -19,6 +19,8 @@ pooled connections follow exactly the rules of :func:`smtp_guard.send`. The pool
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -71,7 +73,7 @@ class Pool:
         self._busy = 0  # slots taken by acquire() and not yet given back
         self._opening = 0
         self._closed = False
-        self._cond = asyncio.Condition()
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._closing: set[asyncio.Task[None]] = set()
         self.stats = PoolStats()
 
@@ -87,28 +89,49 @@ class Pool:
     def _can_start(self) -> bool:
         return self._busy < min(self.size, self._limit())
 
+    async def _slot(self) -> None:
+        """Take a transaction slot, first come first served (one waiter woken per free slot)."""
+        if self._closed:
+            raise RuntimeError("the Mailer is closed")
+        if not self._waiters and self._can_start():
+            self._busy += 1
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter  # the slot is taken for us (see _wake) before the future is set
+        except BaseException:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self._give_back_slot()  # woken and cancelled at once: pass the slot on
+            else:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+            raise
+
+    def _give_back_slot(self) -> None:
+        self._busy -= 1
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters and self._can_start():
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self._busy += 1
+                waiter.set_result(None)
+
     async def acquire(self) -> Connection:
         """A ready connection for one attempt; waits while ``limit()`` transactions run."""
-        async with self._cond:
-            await self._cond.wait_for(lambda: self._closed or self._can_start())
-            if self._closed:
-                raise RuntimeError("the Mailer is closed")
-            self._busy += 1
-            conn = self._idle.pop() if self._idle else None
-            if conn is None:
-                self._opening += 1
+        await self._slot()
+        conn = self._idle.pop() if self._idle else None
         try:
             if conn is not None:
                 conn = await self._reuse(conn)
                 if conn is not None:
                     return conn
-                async with self._cond:
-                    self._opening += 1
+            self._opening += 1
             return await self._open()
         except BaseException:
-            async with self._cond:
-                self._busy -= 1
-                self._cond.notify_all()
+            self._give_back_slot()
             raise
 
     async def _open(self) -> Connection:
@@ -153,23 +176,22 @@ class Pool:
 
     async def release(self, conn: Connection) -> None:
         """Take back a connection after an attempt; keep it for reuse if it is fit."""
-        async with self._cond:
-            self._busy -= 1
-            keep = (
-                not self._closed
-                and conn.is_connected
-                and conn in self._meta
-                and len(self._meta) + self._opening <= min(self.size, self._limit())
-            )
-            if keep:
-                self._meta[conn].last_used = self._clock()
-                self._idle.append(conn)
-            # Over the limit (the server throttled us): close idle ones, oldest first.
-            surplus = []
-            while self._idle and len(self._meta) + self._opening > min(self.size, self._limit()):
-                surplus.append(self._idle.pop(0))
-                self._forget(surplus[-1])
-            self._cond.notify_all()
+        self._busy -= 1
+        keep = (
+            not self._closed
+            and conn.is_connected
+            and conn in self._meta
+            and len(self._meta) + self._opening <= min(self.size, self._limit())
+        )
+        if keep:
+            self._meta[conn].last_used = self._clock()
+            self._idle.append(conn)
+        # Over the limit (the server throttled us): close idle ones, oldest first.
+        surplus = []
+        while self._idle and len(self._meta) + self._opening > min(self.size, self._limit()):
+            surplus.append(self._idle.pop(0))
+            self._forget(surplus[-1])
+        self._wake()
         if not keep:
             if conn.is_connected:
                 self.stats.discarded += 1
@@ -193,10 +215,12 @@ class Pool:
 
     async def close(self, *, abort: bool = False) -> None:
         """Close every connection: idle ones now, busy ones when they come back."""
-        async with self._cond:
-            self._closed = True
-            idle, self._idle = self._idle, []
-            self._cond.notify_all()
+        self._closed = True
+        idle, self._idle = self._idle, []
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(RuntimeError("the Mailer is closed"))
         for conn in idle:
             self._forget(conn)
             if abort:
