@@ -5,6 +5,8 @@ from __future__ import annotations
 import email.message
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from smtp_guard.client._connect import ConnectParams
 from smtp_guard.client._validate import check_address, check_options, make_envelope
@@ -137,3 +139,22 @@ def test_bad_message_arguments(
 def test_bad_connection_arguments(kwargs: dict[str, object]) -> None:
     with pytest.raises(InvalidInput):
         ConnectParams(**kwargs)  # type: ignore[arg-type]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text(
+        alphabet=st.sampled_from(list('ab.@<>"\\ \r\n\x00\t,:;[]()-+é')) | st.characters(),
+        max_size=40,
+    )
+)
+def test_whatever_is_accepted_is_one_clean_mailbox_taken_verbatim(text: str) -> None:
+    try:
+        mailbox = check_address(text, "recipient")
+    except InvalidInput:
+        return
+    assert mailbox in text
+    assert not any(ch in mailbox for ch in "\r\n\x00<>")
+    unquoted = mailbox.split('"')[0::2]  # outside a quoted local part
+    assert not any(ch.isspace() or ch == "," for part in unquoted for ch in part)
+    assert mailbox.count("@") >= 1
