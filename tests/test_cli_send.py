@@ -64,7 +64,11 @@ def envelope(*recipients: str) -> list[str]:
 
 def rows(out: str) -> dict[str, str]:
     """recipient -> its line of the plain table."""
-    return {line.split()[0]: line for line in out.splitlines() if line and "@" in line.split()[0]}
+    return {
+        line.split()[0]: line
+        for line in out.splitlines()
+        if line and not line.startswith(" ") and "@" in line.split()[0]
+    }
 
 
 # --------------------------------------------------------------------------- delivered
@@ -147,12 +151,12 @@ def test_refused_recipient_exit_1_with_typed_error_and_hint(
         )
     assert code == 1
     assert [t.recipients for t in srv.messages] == [["alice@rcpt.test"]]
-    bob = rows(out)["bob@rcpt.test"]
-    assert "refused" in bob
-    assert "mailbox_unknown" in bob
-    assert "550 5.1.1 <bob@rcpt.test>: Recipient address rejected: User unknown" in bob
-    assert "(MailboxNotFound, permanent, at RCPT)" in bob
-    assert "what to do: The address does not exist" in out
+    assert rows(out)["bob@rcpt.test"].split()[1:] == ["refused", "mailbox_unknown", "1"]
+    assert (
+        "  bob@rcpt.test: 550 5.1.1 <bob@rcpt.test>: Recipient address rejected: User unknown "
+        "(MailboxNotFound, permanent, at RCPT)\n"
+        "      do:    The address does not exist; fix the spelling or remove it from your list.\n"
+    ) in out
     assert "1 of 2 recipients delivered" in out
 
 
@@ -188,9 +192,8 @@ def test_greylisted_is_retried_and_delivered_once(
     assert srv.connection_count == 2
     assert srv.deliveries_to("alice@rcpt.test") == 1
     alice = rows(out)["alice@rcpt.test"]
-    assert "deferred, then delivered" in alice
-    assert "greylisted" in alice
-    assert " 2 " in alice  # tries
+    assert alice.split()[1:] == ["deferred,", "then", "delivered", "greylisted", "2"]
+    assert "(Greylisted, transient, at RCPT) -> delivered on attempt 2\n" in out
 
 
 def test_attempts_1_gives_up_on_a_transient_reply(
@@ -204,6 +207,7 @@ def test_attempts_1_gives_up_on_a_transient_reply(
     assert srv.connection_count == 1
     assert srv.messages == []
     assert "deferred, gave up" in rows(out)["alice@rcpt.test"]
+    assert "(ServerError, transient, at RCPT)" in out
 
 
 def test_drop_after_the_dot_is_uncertain_and_not_retried(
@@ -214,9 +218,8 @@ def test_drop_after_the_dot_is_uncertain_and_not_retried(
     assert code == 1
     assert srv.connection_count == 1
     assert srv.deliveries_to("alice@rcpt.test") == 1
-    line = rows(out)["alice@rcpt.test"]
-    assert "uncertain" in line
-    assert "DeliveryUncertain" in line
+    assert rows(out)["alice@rcpt.test"].split()[1:] == ["uncertain", "DeliveryUncertain", "1"]
+    assert "      do:    The message may or may not have arrived" in out
 
 
 def test_unreachable_server_exit_1(capsys: pytest.CaptureFixture[str], eml: Path) -> None:
@@ -229,9 +232,8 @@ def test_unreachable_server_exit_1(capsys: pytest.CaptureFixture[str], eml: Path
             *envelope("alice@rcpt.test"), "--attempts", "2", "--plain", eml,
         )  # fmt: skip
     assert code == 1
-    line = rows(out)["alice@rcpt.test"]
-    assert "ConnectionFailed" in line
-    assert " 2 " in line  # both attempts
+    line = rows(out)["alice@rcpt.test"].split()
+    assert line[1:] == ["deferred,", "gave", "up", "ConnectionFailed", "2"]
 
 
 # --------------------------------------------------------------------------- credentials
@@ -397,7 +399,7 @@ def test_certificate_not_trusted_is_tls_failed_unless_no_verify(
             capsys, *at(srv), "--starttls", *envelope("alice@rcpt.test"), "--plain", eml
         )
         assert code == 1
-        assert "TLSFailed" in rows(out)["alice@rcpt.test"]
+        assert rows(out)["alice@rcpt.test"].split()[-2:] == ["TLSFailed", "1"]
         assert srv.transactions == []
         code, out, _ = send(
             capsys, *at(srv), "--starttls", "--no-verify", *envelope("a@rcpt.test"), eml

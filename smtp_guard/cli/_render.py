@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import sys
+import textwrap
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,7 +39,9 @@ __all__ = [
     "describe",
     "has_rich",
     "make_console",
+    "narrow_outcomes",
     "one_line",
+    "print_lines",
     "print_table",
     "quiet_logs",
     "reason_of",
@@ -84,8 +87,6 @@ def category_of(error: SMTPGuardError | None) -> str:
         return ""
     if isinstance(error, ReplyError):
         return error.category.value
-    if isinstance(error, DeliveryUncertain):
-        return "delivery_uncertain"
     return type(error).__name__
 
 
@@ -261,6 +262,44 @@ def print_table(
         lines.append("  ".join([*padded, first]).rstrip())
         lines += [indent + line for line in more]
     print("\n".join(lines), file=out)
+
+
+def print_lines(console: Console | None, lines: list[str], heading: str | None = None) -> None:
+    """Print ``lines``; on rich, the first in ``heading`` style, wrapped under their own indent.
+
+    A line starting (after its indent) with ``do:`` or ``users:`` wraps under its text.
+    """
+    if console is None:
+        print("\n".join(lines))
+        return
+    from rich.text import Text  # noqa: PLC0415 - the optional extra, only when used
+
+    for index, line in enumerate(lines):
+        body = line.lstrip(" ")
+        indent = len(line) - len(body)
+        style = (heading or "") if index == 0 else ""
+        hang = indent + 2 if indent else 0
+        if body.startswith("CHECK FAILED"):
+            style = "bold red"
+        elif body.startswith(("do:", "users:")):
+            style = "cyan" if body.startswith("do:") else "italic"
+            hang = indent + 7
+        wrapped = textwrap.fill(
+            body,
+            width=max(40, console.width),
+            initial_indent=" " * indent,
+            subsequent_indent=" " * hang,
+            break_on_hyphens=False,
+        )
+        console.print(Text(wrapped, style=style), highlight=False, soft_wrap=True)
+
+
+def narrow_outcomes(console: Console | None, rows: list[list[str]], column: int) -> list[list[str]]:
+    """On a terminal under 100 columns, break "deferred, then delivered" after the comma."""
+    if console is not None and console.width < 100:
+        for cells in rows:
+            cells[column] = cells[column].replace(", ", ",\n")
+    return rows
 
 
 def describe(error: SMTPGuardError) -> str:

@@ -26,7 +26,6 @@ import json
 import random
 import secrets
 import sys
-import textwrap
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -48,7 +47,9 @@ from smtp_guard.cli._render import (
     category_of,
     describe,
     make_console,
+    narrow_outcomes,
     one_line,
+    print_lines,
     print_table,
     quiet_logs,
     reason_of,
@@ -382,7 +383,7 @@ def _intro(console: Console | None, server: FaultServer, total: int, seed: int) 
         "what the server does:",
         *(f"  {spec}" for spec in FAULTS),
     ]
-    _lines(console, lines, heading="bold")
+    print_lines(console, lines, heading="bold")
 
 
 def _table_rows(rows: list[_Row]) -> list[list[str]]:
@@ -473,15 +474,12 @@ def _report(console: Console | None, run: _Run) -> None:
     columns = ["#", "recipient", "outcome", "category", "tries", "copies"]
     styles = [_OUTCOME_STYLE.get(row.report.outcome) for row in rows]
     title = "What happened, per recipient (copies: what the server kept for them)"
-    table = _table_rows(rows)
-    if console is not None and console.width < 100:  # "deferred,\nthen delivered": fits 80
-        for cells in table:
-            cells[2] = cells[2].replace(", ", ",\n")
+    table = narrow_outcomes(console, _table_rows(rows), column=2)
     print_table(console, title, columns, table, styles=styles)
     _blank(console)
     retried = _retried(rows)
     if retried:
-        _lines(console, ["Retried automatically, nothing to do:", *retried], heading="bold")
+        print_lines(console, ["Retried automatically, nothing to do:", *retried], heading="bold")
         _blank(console)
     failed = _not_delivered(rows, run.lang)
     if failed:
@@ -492,41 +490,14 @@ def _report(console: Console | None, run: _Run) -> None:
                 f"      do:    {hint}",
                 f"      users: {user_text}",
             ]
-        _lines(console, lines, heading="bold")
+        print_lines(console, lines, heading="bold")
         _blank(console)
     lines = [
         _summary(rows, run.retries, run.elapsed),
         *_server_line(rows, run.stored, run.kept_uncertain),
         *(f"CHECK FAILED: {problem}" for problem in run.problems),
     ]
-    _lines(console, lines, heading="bold")
-
-
-def _lines(console: Console | None, lines: list[str], heading: str | None = None) -> None:
-    """Print ``lines``; on rich, the first in ``heading`` style, wrapped under their own indent."""
-    if console is None:
-        print("\n".join(lines))
-        return
-    from rich.text import Text  # noqa: PLC0415 - the optional extra, only when used
-
-    for index, line in enumerate(lines):
-        body = line.lstrip(" ")
-        indent = len(line) - len(body)
-        style = (heading or "") if index == 0 else ""
-        hang = indent + 2 if indent else 0
-        if body.startswith("CHECK FAILED"):
-            style = "bold red"
-        elif body.startswith(("do:", "users:")):
-            style = "cyan" if body.startswith("do:") else "italic"
-            hang = indent + 7
-        wrapped = textwrap.fill(
-            body,
-            width=max(40, console.width),
-            initial_indent=" " * indent,
-            subsequent_indent=" " * hang,
-            break_on_hyphens=False,
-        )
-        console.print(Text(wrapped, style=style), highlight=False, soft_wrap=True)
+    print_lines(console, lines, heading="bold")
 
 
 def _blank(console: Console | None) -> None:

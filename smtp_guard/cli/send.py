@@ -53,6 +53,9 @@ from smtp_guard.cli._render import (
     category_of,
     describe,
     make_console,
+    narrow_outcomes,
+    one_line,
+    print_lines,
     print_table,
     quiet_logs,
 )
@@ -367,17 +370,27 @@ def _logging(verbose: bool) -> Iterator[None]:
 # --------------------------------------------------------------------------- output
 
 
-def _cell(report: RecipientReport) -> str:
-    error = report.error
-    if error is None:
-        return ""
+def _kind(error: SMTPGuardError) -> str:
+    """``MailboxNotFound, permanent, at RCPT``."""
     where = ""
     if isinstance(error, ReplyError) and error.phase is not None:
         where = f", at {error.phase.value.upper()}"
-    kind = f"{type(error).__name__}, {'permanent' if error.permanent else 'transient'}{where}"
-    if report.outcome == DELIVERED_LATE:
-        return f"retried after: {describe(error)} ({kind})"
-    return f"{describe(error)} ({kind})\nwhat to do: {error.hint}"
+    return f"{type(error).__name__}, {'permanent' if error.permanent else 'transient'}{where}"
+
+
+def _details(reports: list[RecipientReport]) -> list[str]:
+    """Under the table: the reply and what to do for each recipient that was not plain sailing."""
+    lines = []
+    for report in reports:
+        error = report.error
+        if error is None:
+            continue
+        lines.append(f"  {report.recipient}: {describe(error)} ({_kind(error)})")
+        if report.outcome == DELIVERED_LATE:
+            lines[-1] += f" -> delivered on attempt {report.attempts}"
+        else:
+            lines.append(f"      do:    {error.hint}")
+    return lines
 
 
 def _print(
@@ -390,36 +403,32 @@ def _print(
     raised: SMTPGuardError | None,
 ) -> None:
     console = make_console(args.plain)
-    rows = [
-        [r.recipient, r.outcome, category_of(r.error), str(r.attempts), _cell(r)] for r in reports
-    ]
-    styles = [_OUTCOME_STYLE.get(r.outcome) for r in reports]
+    rows = [[r.recipient, r.outcome, category_of(r.error), str(r.attempts)] for r in reports]
     print_table(
         console,
         f"Sent to {where}",
-        ["recipient", "outcome", "category", "tries", "reply / what to do"],
-        rows,
-        styles=styles,
+        ["recipient", "outcome", "category", "tries"],
+        narrow_outcomes(console, rows, column=1),
+        styles=[_OUTCOME_STYLE.get(r.outcome) for r in reports],
     )
-    delivered = sum(1 for r in reports if r.outcome in (DELIVERED, DELIVERED_LATE))
+    details = _details(reports)
+    delivered = sum(1 for r in reports if r.delivered)
     attempts = max((r.attempts for r in reports), default=0)
     line = f"{delivered} of {len(reports)} recipients delivered; {attempts} attempt(s)"
     if response:
-        line += f"; server: {describe_text(response)}"
-    lines = [line]
-    if raised is not None and not isinstance(raised, ReplyError) and raised.retry_after:
-        lines.append(f"the server asked to wait {raised.retry_after:g}s before trying again")
+        line += f"; server: {one_line(response)}"
+    summary = [line]
+    if raised is not None and raised.retry_after:
+        summary.append(f"the server asked to wait {raised.retry_after:g}s before trying again")
     if server is not None:
         kept = server.messages
-        lines.append(
+        summary.append(
             f"the test server kept {len(kept)} message(s)"
             + (f" for {', '.join(r for t in kept for r in t.recipients)}" if kept else "")
         )
-    print("\n".join(lines))
-
-
-def describe_text(text: str) -> str:
-    return " / ".join(part.strip() for part in text.splitlines() if part.strip())
+    if details:
+        print_lines(console, ["", *details])
+    print_lines(console, ["", *summary])
 
 
 def _json(
