@@ -222,7 +222,7 @@ def _result(state: _State, extra: dict[str, ReplyError] | None = None) -> SendRe
         delivered=state.names(delivered),
         refused=state.keyed(dict(sorted(refused.items(), key=lambda kv: order.get(kv[0], 0)))),
         attempts=state.attempt,
-        history=state.history[:-1] if extra is not None else state.history,
+        history=state.history,  # every failed attempt (the last one too, if it failed)
     )
 
 
