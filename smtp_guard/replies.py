@@ -16,14 +16,7 @@ from dataclasses import dataclass
 
 from smtp_guard.errors import ProtocolError
 
-__all__ = [
-    "MAX_REPLY_CHARS",
-    "UNITS",
-    "Reply",
-    "parse_reply",
-    "parse_retry_after",
-    "split_enhanced",
-]
+__all__ = ["Reply", "parse_reply", "parse_retry_after", "split_enhanced"]
 
 #: Longest reply accepted, in characters (RFC 5321 4.5.3.1.5 allows 512 per line; real
 #: multi-line replies stay far below this). Longer input raises ProtocolError at once.
