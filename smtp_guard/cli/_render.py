@@ -45,6 +45,7 @@ __all__ = [
     "print_table",
     "quiet_logs",
     "reason_of",
+    "tolerant_stdout",
 ]
 
 #: The outcomes shown for a recipient (stable strings: tests and JSON use them).
@@ -183,6 +184,13 @@ def quiet_logs() -> Iterator[None]:
 
 
 # --------------------------------------------------------------------------- output
+
+
+def tolerant_stdout() -> None:
+    """Let stdout replace what its encoding cannot show (a Czech text on an ASCII CI log)."""
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:
+        reconfigure(errors="replace")
 
 
 def has_rich() -> bool:

@@ -53,6 +53,7 @@ from smtp_guard.cli._render import (
     print_table,
     quiet_logs,
     reason_of,
+    tolerant_stdout,
 )
 from smtp_guard.errors import SMTPGuardError
 from smtp_guard.hooks import RetryDetails, using_hooks
@@ -162,6 +163,7 @@ def run(args: argparse.Namespace) -> int:
     except UsageError as exc:
         print(f"smtp-guard demo: error: {exc}", file=sys.stderr)
         return 2
+    tolerant_stdout()
     return asyncio.run(_demo(args.seed, lang, json_out=args.json, plain=args.plain))
 
 

@@ -58,6 +58,7 @@ from smtp_guard.cli._render import (
     print_lines,
     print_table,
     quiet_logs,
+    tolerant_stdout,
 )
 from smtp_guard.errors import InvalidInput, ReplyError, SMTPGuardError
 from smtp_guard.hooks import using_hooks
@@ -266,6 +267,7 @@ def run(args: argparse.Namespace) -> int:
     except UsageError as exc:
         print(f"smtp-guard send: error: {exc}", file=sys.stderr)
         return 2
+    tolerant_stdout()
     return asyncio.run(_send(args, plan, servers))
 
 
