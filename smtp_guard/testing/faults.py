@@ -112,8 +112,6 @@ from smtp_guard._enums import Phase
 from smtp_guard.errors import InvalidInput
 
 __all__ = [
-    "ACTIONS",
-    "SETTINGS",
     "Fault",
     "FaultSpecError",
     "RateLimit",
