@@ -1113,9 +1113,11 @@ class Index:
     """The phrases of the rules that apply to one reply class and phase, ready to look up."""
 
     key_words: frozenset[bytes]  #: every word a phrase is filed under
-    single: dict[bytes, int]  #: one-word phrase -> best rank
-    #: key word -> (rank, b" the whole phrase "), best rank first
-    longer: dict[bytes, tuple[tuple[int, bytes], ...]]
+    #: key word -> (rank of the one-word phrase, or NO_RANK; (rank, b" longer phrase "), ...)
+    entries: dict[bytes, tuple[int, tuple[tuple[int, bytes], ...]]]
+
+
+NO_RANK = len(WORDS)
 
 
 @functools.cache
@@ -1134,10 +1136,10 @@ def index(reply_class: int, phase: P | None) -> Index:
                 else:
                     whole = b" %s " % b" ".join(words)
                     longer.setdefault(_key_word(words), set()).add((rank, whole))
+    keys = frozenset(single) | frozenset(longer)
     return Index(
-        frozenset(single) | frozenset(longer),
-        single,
-        {key: tuple(sorted(entries)) for key, entries in longer.items()},
+        keys,
+        {key: (single.get(key, NO_RANK), tuple(sorted(longer.get(key, ())))) for key in keys},
     )
 
 
@@ -1152,12 +1154,13 @@ def best_rule(words: list[bytes], reply_class: int, phase: P | None) -> WordRule
     starts = found.key_words.intersection(words)
     if not starts:
         return None
-    best = len(WORDS)
+    entries = found.entries
+    best = NO_RANK
     joined = b""
     for word in starts:
-        rank = found.single.get(word, best)
+        rank, longer = entries[word]
         best = min(best, rank)
-        for rank, whole in found.longer.get(word, ()):
+        for rank, whole in longer:
             if rank >= best:
                 break
             if not joined:
@@ -1165,4 +1168,4 @@ def best_rule(words: list[bytes], reply_class: int, phase: P | None) -> WordRule
             if whole in joined:
                 best = rank
                 break
-    return WORDS[best] if best < len(WORDS) else None
+    return WORDS[best] if best < NO_RANK else None

@@ -56,19 +56,6 @@ def _check_code(code: object) -> int:
     return code
 
 
-def _word_category(
-    words: list[bytes], code: int, phase: Phase | None
-) -> tuple[Category, bool] | None:
-    """The best word rule found for this code and phase: (category, is it a strong rule)."""
-    reply_class = code // 100
-    if reply_class not in (4, 5):
-        return None  # a success or intermediate reply: its words name no error
-    rule = _rules.best_rule(words, reply_class, phase)
-    if rule is None:
-        return None
-    return rule.category, rule.name in _rules.STRONG_NAMES
-
-
 @functools.lru_cache(maxsize=1024)
 def _enhanced_parts(enhanced: str) -> tuple[int, int, int]:
     status_class, subject, detail = enhanced.split(".")
@@ -109,21 +96,23 @@ def _by_code(code: int, phase: Phase | None) -> Category:
 
 def _decide(code: int, enhanced: str | None, tokens: list[bytes], phase: Phase | None) -> Category:
     """Apply the five steps of :mod:`smtp_guard._rules` in order; the first that decides wins."""
-    words = _word_category(tokens, code, phase)
-    if words is not None and words[1]:  # 1. the server's unmistakable words
-        return words[0]
+    # Success and intermediate replies (2xx, 3xx) name no error: no word rule applies to them.
+    reply_class = code // 100
+    rule = _rules.best_rule(tokens, reply_class, phase) if reply_class >= 4 else None
+    if rule is not None and rule.name in _rules.STRONG_NAMES:  # 1. unmistakable words
+        return rule.category
     found = _by_enhanced(code, enhanced, phase) if enhanced is not None else None  # 2.
-    if found is None and words is not None:  # 3. the server's other words
-        found = words[0]
+    if found is None and rule is not None:  # 3. the server's other words
+        found = rule.category
     if found is None and enhanced is not None:  # 4. enhanced class and subject
         found = _by_subject(code, enhanced)
     return found if found is not None else _by_code(code, phase)  # 5. the basic code
 
 
-def _permanent(code: int, category: Category, phase: Phase | None) -> bool:
-    if code == 552 and phase is Phase.RCPT and category is Category.TOO_MANY_RECIPIENTS:
-        return False  # RFC 5321 4.5.3.1.10: treat as 452, send the rest later
-    return code >= 500
+def _is_552_for_too_many_recipients(code: int, category: Category, phase: Phase | None) -> bool:
+    """RFC 5321 4.5.3.1.10: a 552 answering RCPT for too many recipients is to be treated as
+    a 452 (transient): send the remaining recipients in another transaction."""
+    return code == 552 and phase is Phase.RCPT and category is Category.TOO_MANY_RECIPIENTS
 
 
 def classify(code: int, text: str | bytes, phase: Phase | str | None = None) -> Classification:
@@ -137,7 +126,8 @@ def classify(code: int, text: str | bytes, phase: Phase | str | None = None) -> 
 
     Raises ProtocolError if ``code`` is not an int in 200-599, ValueError for an unknown phase.
     """
-    code = _check_code(code)
+    if type(code) is not int or not 200 <= code <= 599:
+        code = _check_code(code)  # raises the clear ProtocolError
     coerced = _PHASES.get(phase) if isinstance(phase, str) else phase
     if coerced is None and phase is not None:
         coerced = Phase.coerce(phase)  # another spelling, or a clear ValueError
@@ -150,13 +140,13 @@ def classify(code: int, text: str | bytes, phase: Phase | str | None = None) -> 
     # Only a text naming a wait can hold a retry hint: an ASCII text without a unit word or a
     # clock time is not scanned for one (the answer would be None).
     might_wait = (
-        not lowered.isascii()
-        or not _UNIT_WORDS.isdisjoint(tokens)
-        or _CLOCK_MARK.search(body) is not None
+        not _UNIT_WORDS.isdisjoint(tokens)
+        or not lowered.isascii()
+        or (":" in body and _CLOCK_MARK.search(body) is not None)
     )
     return Classification(
         category,
-        _permanent(code, category, coerced),
+        code >= 500 and not _is_552_for_too_many_recipients(code, category, coerced),
         enhanced,
         parse_retry_after(body) if might_wait else None,
         hint_for(category),
