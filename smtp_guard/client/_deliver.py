@@ -38,12 +38,15 @@ from smtp_guard.errors import (
 )
 from smtp_guard.policy import RetryDecision, RetryPolicy, is_testing
 
-__all__ = ["Acquire", "Release", "deliver"]
+__all__ = ["Acquire", "Release", "Transaction", "deliver"]
 
 #: Gives a ready connection (connected, EHLO'd, TLS, logged in) or raises a typed error.
 Acquire = Callable[[], Awaitable[Connection]]
 #: Takes a connection back after an attempt; it may be closed (``conn.is_connected``).
 Release = Callable[[Connection], Awaitable[None]]
+#: Runs one transaction: ``(conn, envelope, recipients)``, like :func:`run_transaction` (the
+#: default); a pipelined one (RFC 2920) can be plugged in.
+Transaction = Callable[[Connection, Envelope, tuple[str, ...]], Awaitable[TransactionResult]]
 
 
 @dataclass
@@ -96,13 +99,15 @@ async def deliver(
     release: Release,
     policy: RetryPolicy | None = None,
     tracker: hooks.SendTracker | None = None,
+    transaction: Transaction | None = None,
 ) -> SendResult:
     """Deliver ``envelope`` to all its recipients, retrying what is safe under ``policy``.
 
     Returns a :class:`SendResult` when at least one recipient got the message (refused ones
     are in it). Raises :class:`RecipientsRefused` when every recipient was refused, else the
     last attempt's typed error (``attempts``, ``history`` and, when the wait did not fit the
-    deadline, ``retry_after`` set). ``tracker`` reports attempts/retries/result to the hooks.
+    deadline, ``retry_after`` set). ``tracker`` reports attempts/retries/result to the hooks;
+    ``transaction`` replaces :func:`run_transaction` (same contract).
     """
     policy = policy or RetryPolicy()
     if tracker is None:
@@ -111,8 +116,10 @@ async def deliver(
         )
     state = _State(envelope, policy, tracker, owed=list(envelope.recipients))
 
+    transact: Transaction = transaction or run_transaction
+
     async def attempt() -> SendResult:
-        return await _attempt(state, acquire, release)
+        return await _attempt(state, acquire, release, transact)
 
     def should_retry(retry_state: RetryCallState) -> bool:
         outcome = retry_state.outcome
@@ -163,7 +170,9 @@ async def deliver(
     return result
 
 
-async def _attempt(state: _State, acquire: Acquire, release: Release) -> SendResult:
+async def _attempt(
+    state: _State, acquire: Acquire, release: Release, transact: Transaction
+) -> SendResult:
     state.attempt += 1
     number = state.attempt
     tracker = state.tracker
@@ -180,7 +189,7 @@ async def _attempt(state: _State, acquire: Acquire, release: Release) -> SendRes
         try:
             todo = tried
             while todo:
-                txn = await run_transaction(conn, state.envelope, todo)
+                txn = await transact(conn, state.envelope, todo)
                 state.apply(txn)
                 delivered += txn.delivered
                 refused.update(txn.refused)
