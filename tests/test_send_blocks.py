@@ -12,8 +12,9 @@ from aiosmtpd.controller import Controller
 
 from smtp_guard.client import send
 from smtp_guard.client._connect import Connection, ConnectParams, open_connection
-from smtp_guard.client._transaction import run_transaction
-from smtp_guard.client._validate import make_envelope
+from smtp_guard.client._deliver import deliver
+from smtp_guard.client._transaction import TransactionResult, run_transaction
+from smtp_guard.client._validate import Envelope, make_envelope
 from smtp_guard.errors import (
     DeliveryUncertain,
     PermanentError,
@@ -222,3 +223,27 @@ async def test_cancelling_a_send_closes_its_connection_at_once() -> None:
             await task
         assert srv.messages == []
         assert "C: QUIT" not in srv.transcript
+
+
+async def test_deliver_runs_a_plugged_in_transaction_runner() -> None:
+    calls: list[tuple[str, ...]] = []
+
+    async def counting(
+        conn: Connection, envelope: Envelope, recipients: tuple[str, ...]
+    ) -> TransactionResult:
+        calls.append(recipients)
+        return await run_transaction(conn, envelope, recipients)
+
+    async with FaultServer("rcpt:b@*=450 4.2.1 Busy x1") as srv:
+        params = ConnectParams(hostname=srv.host, port=srv.port, local_hostname="client.test")
+
+        async def acquire() -> Connection:
+            return await open_connection(params)
+
+        async def release(conn: Connection) -> None:
+            await conn.close()
+
+        envelope = make_envelope(RAW, "a@sender.test", ["a@rcpt.test", "b@rcpt.test"])
+        result = await deliver(envelope, acquire=acquire, release=release, transaction=counting)
+    assert calls == [("a@rcpt.test", "b@rcpt.test"), ("b@rcpt.test",)]
+    assert result.delivered == ("a@rcpt.test", "b@rcpt.test")
