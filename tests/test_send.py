@@ -107,6 +107,7 @@ async def test_mixed_rcpt_answers_message_goes_once_and_refusals_are_typed() -> 
     assert isinstance(refused, PermanentError)
     assert isinstance(refused, aiosmtplib.SMTPRecipientRefused)
     assert refused.recipient == "gone@rcpt.test"
+    assert refused.args == (550, "5.1.1 No such user", "gone@rcpt.test")
     assert refused.code == 550
     assert result.attempts == 1  # a permanent refusal is not retried
     assert srv.deliveries_to("ok@rcpt.test") == 1

@@ -265,6 +265,8 @@ def _finish(state: _State, final: SMTPGuardError) -> SMTPGuardError | SendResult
         if decision is not None and decision.retry_after is not None and final.retry_after is None:
             final.retry_after = decision.retry_after
         return final
+    if isinstance(final, DeliveryUncertain):
+        final.recipients = tuple(state.names(final.recipients))
     final.attempts = state.attempt
     final.history = tuple(history)
     return final

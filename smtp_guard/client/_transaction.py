@@ -188,7 +188,8 @@ async def _rcpts(
         if reply.code in (250, 251):
             accepted.append(rcpt)
             continue
-        error = reply_error(reply.code, reply.message, Phase.RCPT, rcpt, sender=envelope.sender)
+        given = envelope.original.get(rcpt, rcpt)  # as the caller wrote it, like aiosmtplib
+        error = reply_error(reply.code, reply.message, Phase.RCPT, given, sender=envelope.sender)
         if not isinstance(error, ReplyError) or reply.code == 421 or not conn.is_connected:
             # A 421 closes the channel (nobody gets the message on this connection); a reply
             # that is not SMTP leaves us out of step with the server.
