@@ -285,3 +285,22 @@ async def test_policy_must_be_a_retry_policy() -> None:
     with pytest.raises(InvalidInput):
         await send(RAW, sender="a@b.test", recipients=RCPTS, policy=3)  # type: ignore[arg-type]
     assert RetryPolicy.never().attempts == 1
+
+
+async def test_implicit_tls_certificate_failure_is_permanent() -> None:
+    async with FaultServer("tls=implicit") as srv:
+        with pytest.raises(TLSFailed) as caught:
+            await send(RAW, sender="a@sender.test", recipients=RCPTS, use_tls=True, **kw(srv))
+        assert srv.messages == []
+    assert caught.value.permanent
+
+
+async def test_starttls_is_opportunistic_without_credentials_like_aiosmtplib() -> None:
+    async with FaultServer("starttls=on") as srv:
+        await send(
+            RAW, sender="a@sender.test", recipients=RCPTS, tls_context=srv.tls_context(), **kw(srv)
+        )
+        await send(RAW, sender="a@sender.test", recipients=RCPTS, start_tls=False, **kw(srv))
+        first, second = srv.messages
+    assert first.tls
+    assert not second.tls
