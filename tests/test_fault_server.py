@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import smtplib
 import socket
 import ssl
@@ -412,3 +413,33 @@ async def test_auth_tls_required_refuses_plain_text_auth() -> None:
             reply = await smtp.execute_command(b"AUTH", b"PLAIN", b"AGFsaWNlAHB3")
     assert reply.code == 538
     assert srv.connections[0].user is None
+
+
+async def test_transcript_has_every_command_even_those_refused_before_dispatch() -> None:
+    async with FaultServer("starttls=required", credentials={"alice": "pw-secret"}) as srv:
+        reader, writer = await asyncio.open_connection(srv.host, srv.port)
+        try:
+            await reader.readline()
+            for line in (
+                b"EHLO c.test",
+                b"MAIL FROM:<a@x.test>",
+                b"XYZZY magic",
+                b"auth plain AGFsaWNlAHB3LXNlY3JldA==",
+                b"NOOP \x01",
+            ):
+                writer.write(line + b"\r\n")
+                while (await reader.readline())[3:4] == b"-":
+                    pass
+        finally:
+            writer.close()
+            await writer.wait_closed()
+    commands = [line for line in srv.transcript if line.startswith("C:")]
+    assert commands == [
+        "C: EHLO c.test",
+        "C: MAIL FROM:<a@x.test>",
+        "C: XYZZY magic",
+        "C: auth plain ****",
+        "C: NOOP \\x01",
+    ]
+    assert "S: 530 Must issue a STARTTLS command first" in srv.transcript
+    assert "AGFsaWNlAHB3LXNlY3JldA" not in "\n".join(srv.transcript)

@@ -106,6 +106,11 @@ class _FaultState:
     hits: int = 0
 
 
+def _escape(text: str) -> str:
+    """Control characters as ``\\xNN``, so a transcript line prints as one clean line."""
+    return re.sub(r"[\x00-\x1f\x7f]", lambda m: f"\\x{ord(m[0]):02x}", text)
+
+
 class _Session(Session):
     """aiosmtpd's session without the log warning its own AUTH code triggers on success."""
 
@@ -211,6 +216,29 @@ class _FaultSMTP(SMTP):
         txn.reply = reply
         self.owner._finished(txn)
 
+    def _cb_client_connected(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        super()._cb_client_connected(reader, writer)
+        read_line = reader.readuntil
+
+        async def readuntil(separator: bytes = b"\n") -> bytes:
+            line = await read_line(separator)
+            if separator == b"\n":  # a command line; DATA content is read up to b"\r\n"
+                self._note_command(line)
+            return line
+
+        # Every command line, also those aiosmtpd refuses before dispatching them.
+        reader.readuntil = readuntil  # type: ignore[method-assign, assignment]
+
+    def _note_command(self, line: bytes) -> None:
+        text = _escape(line.rstrip(b"\r\n").decode("utf-8", "backslashreplace"))
+        verb, _, rest = text.partition(" ")
+        if verb.upper() == "AUTH":  # never the credentials, only the mechanism
+            mechanism, _, secret = rest.strip().partition(" ")
+            text = f"{verb} {mechanism}" + (" ****" if secret.strip() else "")
+        self._note("C", text)
+
     def _note(self, direction: str, text: str) -> None:
         for line in text.split(_CRLF) if text else [""]:
             self.record.transcript.append(f"{direction}: {line}")
@@ -233,9 +261,11 @@ class _FaultSMTP(SMTP):
 
     async def _write(self, data: bytes) -> None:
         text = data.decode("utf-8", "backslashreplace")
-        text = text[:-2] if text.endswith(_CRLF) else text + " (no CRLF)"
-        text = re.sub(r"[\x00-\x09\x0b\x0c\x0e-\x1f\x7f]", lambda m: f"\\x{ord(m[0]):02x}", text)
-        self._note("S", text)
+        complete = text.endswith(_CRLF)
+        lines = (text[:-2] if complete else text).split(_CRLF)
+        for i, line in enumerate(lines):
+            last_unfinished = not complete and i == len(lines) - 1
+            self._note("S", _escape(line) + (" (no CRLF)" if last_unfinished else ""))
         self._writer.write(data)
         await self._writer.drain()
 
@@ -281,11 +311,6 @@ class _FaultSMTP(SMTP):
         phase = self._PHASES.get(name)
 
         async def command(arg: str | None) -> None:
-            if name == "AUTH" and arg:
-                mechanism, _, secret = arg.partition(" ")
-                self._note("C", f"AUTH {mechanism}" + (" ****" if secret else ""))
-            else:
-                self._note("C", name if arg is None else f"{name} {arg}")
             if self._refusing and name != "QUIT":
                 await self.push("503 5.5.1 Bad sequence of commands: this server refused you")
                 return
