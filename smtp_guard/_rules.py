@@ -199,6 +199,7 @@ STRONG_WORDS: tuple[WordRule, ...] = (
             "domain of sender address",
             "from: domain is invalid",
             "invalid recipient address",
+            "invalid address",
         ),
     ),
     WordRule(
@@ -269,6 +270,11 @@ STRONG_WORDS: tuple[WordRule, ...] = (
             "receive limit",
             "thread limit",
             "exceeded permitted limits",
+            "daily message limit",
+            "{message|messages|email|emails} per {second|minute|hour|day}",
+            "send rate exceeded",
+            "sending rate",
+            "hourly {send|sending|message} {rate|limit}",
         ),
     ),
     WordRule(
@@ -381,6 +387,9 @@ STRONG_WORDS: tuple[WordRule, ...] = (
             "quota for sending",
             "exceeded its quota",
             "too many errors",
+            "too much {email|mail}",
+            "too many emails",
+            "short period of time",
         ),
     ),
     WordRule(
@@ -464,6 +473,7 @@ STRONG_WORDS: tuple[WordRule, ...] = (
         (
             "{smtputf8|8bitmime|binarymime|pipelining|chunking|bdat|vrfy|expn|etrn|dsn|size}"
             " {disabled|not enabled|not available}",
+            "{authentication|auth} not {enabled|available|supported|allowed}",
         ),
     ),
     WordRule(
@@ -538,6 +548,7 @@ STRONG_WORDS: tuple[WordRule, ...] = (
             "not a known user",
             "does not exist here",
             "no such user here",
+            "marked as invalid",
         ),
         ANY_CLASS,
         NOT_AUTH,
@@ -767,6 +778,8 @@ WEAK_WORDS: tuple[WordRule, ...] = (
             "not authorised",
             "transport rule",
             "mail flow rule",
+            "denial",
+            "zombie",
         ),
         ANY_CLASS,
         AT_CONNECT,
