@@ -408,3 +408,41 @@ def test_sync_mailer_refuses_its_own_loop() -> None:
         future = asyncio.run_coroutine_threadsafe(inside(), mailer._loop)
         with pytest.raises(RuntimeError, match="own event loop"):
             future.result(5)
+
+
+async def test_pipelining_over_starttls_with_login() -> None:
+    # The pipelined reader takes over the TLS transport too, and hands it back intact.
+    async with (
+        FaultServer(starttls="required", credentials={"app": "s3cret"}) as srv,
+        mailer_for(
+            srv, username="app", password="s3cret", cert_bundle=str(srv.ca_cert_path), pool_size=1
+        ) as mailer,
+    ):
+        for i in range(3):
+            result = await mailer.send(
+                BODY, sender="a@s.test", recipients=[f"x{i}@r.test", f"y{i}@r.test"]
+            )
+            assert result.delivered == (f"x{i}@r.test", f"y{i}@r.test")
+    assert srv.connection_count == 1
+    assert all(t.tls and t.user == "app" for t in srv.messages)
+    assert len(srv.messages) == 3
+    assert not any("s3cret" in line for line in srv.transcript)
+
+
+async def test_cancelled_waiters_do_not_leak_slots(server: FaultServer) -> None:
+    async with mailer_for(server, pool_size=1) as mailer:
+        first = asyncio.ensure_future(
+            mailer.send(BODY, sender="a@s.test", recipients=["first@r.test"])
+        )
+        waiting = [
+            asyncio.ensure_future(mailer.send(BODY, sender="a@s.test", recipients=[f"w{i}@r.test"]))
+            for i in range(5)
+        ]
+        await asyncio.sleep(0)
+        for task in waiting:
+            task.cancel()
+        await asyncio.gather(first, *waiting, return_exceptions=True)
+        assert mailer._pool.busy == 0
+        # the pool still works, one slot at a time
+        await send_many(mailer, 3, "after")
+    assert sum(1 for t in server.messages if t.recipients[0].startswith("after")) == 3
