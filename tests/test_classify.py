@@ -477,6 +477,18 @@ def test_fuzz_classify(code: int, text: str, phase: Phase | str | None) -> None:
     assert issubclass(found.error_class, ReplyError)
 
 
+@settings(max_examples=300, deadline=None)
+@given(code=st.integers(-1000, 1000), text=st.text(max_size=100) | st.binary(max_size=100))
+def test_fuzz_classify_any_code_raises_only_protocol_error(code: int, text: str | bytes) -> None:
+    try:
+        found = classify(code, text)
+    except ProtocolError:
+        assert not 200 <= code <= 599
+        return
+    assert 200 <= code <= 599
+    assert isinstance(found.category, Category)
+
+
 _WORDY = st.lists(
     st.sampled_from(
         [
