@@ -443,3 +443,14 @@ async def test_transcript_has_every_command_even_those_refused_before_dispatch()
     ]
     assert "S: 530 Must issue a STARTTLS command first" in srv.transcript
     assert "AGFsaWNlAHB3LXNlY3JldA" not in "\n".join(srv.transcript)
+
+
+async def test_a_threaded_server_serves_an_async_client_and_must_be_stopped_with_stop() -> None:
+    srv = FaultServer().start()
+    try:
+        await send(srv, ["bob@example.test"])
+        with pytest.raises(RuntimeError, match="stop it with stop"):
+            await srv.stop_async()
+    finally:
+        srv.stop()
+    assert srv.deliveries_to("bob@example.test") == 1

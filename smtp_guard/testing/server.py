@@ -499,7 +499,23 @@ class FaultServer:
     Use it as ``async with FaultServer(...) as srv:`` on the running loop, or as
     ``with FaultServer(...) as srv:`` / ``srv.start()`` ... ``srv.stop()`` from synchronous code
     (the server then runs on its own loop in a background thread). ``srv.host`` and
-    ``srv.port`` say where it listens; the port is picked free unless given.
+    ``srv.port`` say where it listens; the port is picked free unless given. Only loopback
+    addresses are accepted unless ``allow_remote=True``.
+
+    Example::
+
+        async with FaultServer("rcpt:*@gone.test=550 5.1.1 No such user",
+                               "message=store-drop x1", greylist=0) as srv:
+            await my_app.send_newsletter(host=srv.host, port=srv.port)
+        assert srv.deliveries_to("ann@example.test") == 1
+        assert "C: AUTH PLAIN ****" in srv.transcript
+
+    What it saw: :attr:`transactions` (every accepted MAIL FROM and how it ended),
+    :attr:`messages` (those whose message it kept), :meth:`deliveries_to`,
+    :attr:`connections` / :attr:`connection_count`, :attr:`transcript` (``"C: ..."`` /
+    ``"S: ..."`` lines, AUTH payloads masked) and :attr:`fault_hits`. Time-based behaviour
+    (greylisting, rate-limit windows) follows :meth:`now`, which :meth:`advance_clock` moves
+    on without sleeping.
     """
 
     def __init__(
@@ -646,9 +662,11 @@ class FaultServer:
 
     async def stop_async(self) -> None:
         """Stop listening, close every open connection and wait for them to end."""
-        server, self._server = self._server, None
-        if server is None:
+        if self._server is None:
             return
+        if self._thread is not None and threading.current_thread() is not self._thread:
+            raise RuntimeError("this FaultServer was started with start(); stop it with stop()")
+        server, self._server = self._server, None
         server.close()
         tasks = []
         for protocol in list(self._active):
