@@ -18,6 +18,7 @@ import platform
 import statistics
 import sys
 import time
+import timeit
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,10 +67,14 @@ def main(argv: list[str] | None = None) -> int:
         elapsed = time.perf_counter() - started
         rates.append(args.passes * len(replies) / elapsed)
 
+    # A fixed pure-Python workload timed the same way, so figures from machines of different
+    # speed or load can be compared: replies per second x this time is machine-independent-ish.
+    reference = min(timeit.repeat("sum(range(100))", number=100_000, repeat=7)) / 100_000
     load_note = ""
     if hasattr(os, "getloadavg"):
         load_note = f", load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"
     print(f"corpus: {len(replies)} real replies; python {platform.python_version()}; {pinned}")
+    print(f"reference: sum(range(100)) takes {reference * 1e6:.2f} us on this machine now")
     print(
         f"classify: median {statistics.median(rates):,.0f} replies/s "
         f"(min {min(rates):,.0f}, max {max(rates):,.0f}; {args.repeat} x {args.passes} passes"
