@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from smtp_guard._enums import Category
 from smtp_guard.classify import error_from_reply
@@ -402,3 +404,29 @@ def test_swaks_transcripts(
     plain = SWAKS.replace("~", "-").replace("<-*", "<**")
     _stdin(monkeypatch, plain)
     assert [i["code"] for i in _json(capsys, "-")] == [550]
+
+
+def test_json_without_errors_is_an_empty_list(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _stdin(monkeypatch, "220 ready\n")
+    assert _json(capsys, "-") == []
+
+
+def test_codes_outside_2yz_to_5yz_are_not_replies(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _stdin(monkeypatch, "999 not a reply\n100 nor this\n550 5.1.1 but this is\n")
+    assert [i["code"] for i in _json(capsys, "-")] == [550]
+
+
+@given(st.text(alphabet=st.sampled_from("0123459 -.:CS<>*~\n=abcRCPT")))
+@settings(max_examples=200, deadline=None)
+def test_any_input_is_explained_or_refused_in_one_line(text: str) -> None:
+    found = explain_cli._replies_from_text(text, None)
+    for reply in found:
+        assert 200 <= reply.code <= 599
+        if reply.code >= 400:
+            info = explain_cli._describe(reply, "en")
+            assert tuple(info) == explain_cli.JSON_KEYS
+            json.dumps(info)

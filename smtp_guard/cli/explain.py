@@ -222,6 +222,8 @@ def _replies_from_text(text: str, default_phase: Phase | None) -> list[_Found]:
                 who, body = side, line[prefix.end() :]
                 break
         match = _REPLY_LINE.match(body.strip()) if who != "C" else None
+        if match is not None and not 200 <= int(match["code"]) <= 599:
+            match = None  # RFC 5321 4.2: reply codes run from 2yz to 5yz
         if match is None or (who is None and transcript.in_message and not group):
             close()
             transcript.client(body.strip())
@@ -392,6 +394,8 @@ def _run(args: argparse.Namespace) -> int:
         found = [r for r in replies if r.code >= 400]
         if not found:
             print("no error replies (4xx or 5xx) in the input", file=sys.stderr)
+            if args.json:
+                print("[]")
             return 0
     else:
         found = [_reply_from_arguments(args.code, list(args.text), phase)]
