@@ -160,7 +160,7 @@ class _Transcript:
         if verb in _VERB_PHASE:
             self.last_verb = verb
             rcpt = _RCPT.match(line) if verb == "RCPT" else None
-            self.pending.append((_VERB_PHASE[verb], rcpt["addr"] if rcpt else None))
+            self.pending.append((_VERB_PHASE[verb], (rcpt["addr"] or None) if rcpt else None))
         elif self.last_verb == "AUTH":
             self.pending.append((Phase.AUTH, None))  # a SASL response line: answers AUTH
         else:
