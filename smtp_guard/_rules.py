@@ -1016,9 +1016,10 @@ STRONG_NAMES = frozenset(rule.name for rule in STRONG_WORDS)
 _CHOICE = re.compile(r"\[([^\]]*)\]|\{([^}]*)\}|([^\s\[\]{}]+)")
 
 
-def expand(phrase: str) -> list[tuple[bytes, ...]]:
+@functools.cache
+def expand(phrase: str) -> tuple[tuple[bytes, ...], ...]:
     """Every word sequence a phrase stands for, e.g. ``"mailbox [is] full"`` ->
-    ``[(b"mailbox", b"is", b"full"), (b"mailbox", b"full")]``."""
+    ``((b"mailbox", b"is", b"full"), (b"mailbox", b"full"))``."""
     sequences: list[tuple[bytes, ...]] = [()]
     for optional, one_of, word in _CHOICE.findall(phrase.lower()):
         if word:
@@ -1028,7 +1029,7 @@ def expand(phrase: str) -> list[tuple[bytes, ...]]:
             if optional:
                 choices.append(())
         sequences = [seq + choice for seq in sequences for choice in choices]
-    return [seq for seq in sequences if seq]
+    return tuple(seq for seq in sequences if seq)
 
 
 def applies(rule: WordRule, reply_class: int, phase: P | None) -> bool:
@@ -1172,7 +1173,8 @@ def best_rule(words: list[bytes], reply_class: int, phase: P | None) -> WordRule
     joined = b""
     for word in starts:
         rank, longer = entries[word]
-        best = min(best, rank)
+        if rank < best:  # noqa: PLR1730 - a comparison costs less than a call in this loop
+            best = rank
         for rank, whole in longer:
             if rank >= best:
                 break

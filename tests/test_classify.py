@@ -385,15 +385,15 @@ def test_rule_names_are_unique_and_every_phrase_expands() -> None:
 
 
 def test_phrase_expansion() -> None:
-    assert _rules.expand("mailbox [is] full") == [
+    assert _rules.expand("mailbox [is] full") == (
         (b"mailbox", b"is", b"full"),
         (b"mailbox", b"full"),
-    ]
-    assert _rules.expand("{email address|domain} has been blocked") == [
+    )
+    assert _rules.expand("{email address|domain} has been blocked") == (
         (b"email", b"address", b"has", b"been", b"blocked"),
         (b"domain", b"has", b"been", b"blocked"),
-    ]
-    assert _rules.expand("Helo/EHLO doesn't") == [(b"helo", b"ehlo", b"doesn", b"t")]
+    )
+    assert _rules.expand("Helo/EHLO doesn't") == ((b"helo", b"ehlo", b"doesn", b"t"),)
 
 
 def test_enhanced_table_names_registered_codes() -> None:
