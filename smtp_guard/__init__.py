@@ -2,6 +2,7 @@
 
 from smtp_guard._enums import Category, Phase
 from smtp_guard.classify import Classification, classify, error_from_reply
+from smtp_guard.client import SendResult, send, send_sync
 from smtp_guard.errors import (
     AuthError,
     AuthFailed,
@@ -50,6 +51,7 @@ from smtp_guard.errors import (
     UnclassifiedReply,
     UserNotLocal,
 )
+from smtp_guard.policy import RetryDecision, RetryPolicy, is_testing, no_wait, set_testing
 from smtp_guard.replies import Reply, parse_reply
 
 __version__ = "0.1.0"
@@ -91,8 +93,11 @@ __all__ = [
     "RelayDenied",
     "Reply",
     "ReplyError",
+    "RetryDecision",
+    "RetryPolicy",
     "SMTPGuardError",
     "SMTPTimeout",
+    "SendResult",
     "SenderAuthFailed",
     "ServerDisconnected",
     "ServerError",
@@ -108,5 +113,10 @@ __all__ = [
     "__version__",
     "classify",
     "error_from_reply",
+    "is_testing",
+    "no_wait",
     "parse_reply",
+    "send",
+    "send_sync",
+    "set_testing",
 ]
