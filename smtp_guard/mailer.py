@@ -56,7 +56,7 @@ from smtp_guard.client._transaction import run_transaction as run_stepwise
 from smtp_guard.client._validate import Envelope, make_envelope
 from smtp_guard.client.result import SendResult
 from smtp_guard.errors import InvalidInput
-from smtp_guard.pipelining import transaction as run_pipelined_transaction
+from smtp_guard.pipelining import pipelined_transaction
 from smtp_guard.policy import RetryPolicy
 
 __all__ = ["Mailer", "SyncMailer"]
@@ -274,7 +274,7 @@ class Mailer:
         prepared: Prepared | None = None,
     ) -> TransactionResult:
         """One transaction (pipelined if allowed and offered), feeding the AIMD limit."""
-        run = run_pipelined_transaction if self.pipelining else run_stepwise
+        run = pipelined_transaction if self.pipelining else run_stepwise
         result = await run(conn, envelope, recipients, prepared=prepared)
         if is_throttle(result.error) or any(is_throttle(e) for e in result.refused.values()):
             self.concurrency.on_throttle()

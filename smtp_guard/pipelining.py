@@ -27,10 +27,10 @@ Replies are parsed by :class:`ReplyParser` (sans-IO: bounded line and reply leng
 aware, any chunking), and turned into typed errors by the client's one mapping
 (:func:`smtp_guard.client._mapping.reply_error`).
 
-Two entry points: :func:`run_pipelined` (an ``aiosmtplib.SMTP`` and raw arguments; raises) and
-:func:`transaction`, a drop-in for the client's ``run_transaction`` (a ``Connection`` and an
-``Envelope``; never raises for the server or the network), which the pooled Mailer hands to the
-retry loop.
+Two entry points: :func:`run_pipelined` (an ``aiosmtplib.SMTP`` and raw arguments; raises),
+and :func:`pipelined_transaction`, a drop-in for the client's ``run_transaction`` (a
+``Connection`` and an ``Envelope``; never raises for the server or the network), which the
+pooled Mailer hands to the retry loop.
 """
 
 from __future__ import annotations
@@ -64,14 +64,7 @@ from smtp_guard.errors import (
     SMTPGuardError,
 )
 
-__all__ = [
-    "MAX_LINE_LENGTH",
-    "MAX_REPLY_LENGTH",
-    "PipelinedResult",
-    "ReplyParser",
-    "run_pipelined",
-    "transaction",
-]
+__all__ = ["PipelinedResult", "ReplyParser", "pipelined_transaction", "run_pipelined"]
 
 #: Longest reply line accepted, in bytes (RFC 5321 section 4.5.3.1.5 says 512; servers exceed it).
 MAX_LINE_LENGTH = 8192
@@ -578,7 +571,7 @@ def _too_many(error: ReplyError) -> bool:
     )
 
 
-async def transaction(
+async def pipelined_transaction(
     conn: Connection,
     envelope: Envelope,
     recipients: tuple[str, ...] | None = None,
