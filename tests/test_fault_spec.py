@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -220,10 +221,10 @@ _text = st.text(
 
 
 @st.composite
-def faults(draw: st.DrawFn) -> Fault:
+def faults(draw: st.DrawFn) -> Fault:  # noqa: PLR0911 (one return per kind of fault)
     phase = draw(_phases)
     kind = draw(st.sampled_from(["reply", "drop", "delay", "raw", "garbage", "long", "store"]))
-    options: dict[str, object] = {
+    options: dict[str, Any] = {
         "times": draw(st.none() | st.integers(1, 99)),
         "probability": draw(st.none() | st.floats(0.01, 1.0)),
         "seed": draw(st.none() | st.integers(0, 2**31)),
@@ -236,15 +237,20 @@ def faults(draw: st.DrawFn) -> Fault:
         lines = draw(st.lists(_text, min_size=1, max_size=3))
         return Fault.reply_with(phase, f"{code} " + "\n".join(lines), **options)
     if kind == "delay":
+        options.pop("close")
         return Fault.delayed(phase, draw(st.sampled_from([0.25, 1.0, 2.5, 60.0])), **options)
     if kind == "raw":
         return Fault.raw_reply(phase, draw(st.binary(min_size=1, max_size=20)), **options)
     if kind == "long":
-        return Fault(phase, "long", amount=draw(st.integers(1, 9999)), **options)  # type: ignore[arg-type]
+        return Fault(phase, "long", amount=draw(st.integers(1, 9999)), **options)
     if kind == "store":
         options.pop("pattern", None)
+        options.pop("close")
         return Fault.store_drop(**options)
-    return Fault(phase, "drop" if kind == "drop" else "garbage", **options)  # type: ignore[arg-type]
+    if kind == "drop":
+        options.pop("close")
+        return Fault.drop(phase, **options)
+    return Fault(phase, "garbage", **options)
 
 
 @given(faults())

@@ -239,6 +239,13 @@ def reply_lines(reply: str) -> list[str]:
     return [f"{code}{' ' if i == len(lines) - 1 else '-'}{line}" for i, line in enumerate(lines)]
 
 
+def _phase(value: Phase | str) -> Phase:
+    phase = Phase.coerce(value)
+    if phase is None:  # pragma: no cover - coerce only returns None for None
+        raise ValueError("a fault needs a phase")
+    return phase
+
+
 # --------------------------------------------------------------------------- the model
 
 
@@ -297,36 +304,64 @@ class Fault:
             raise ValueError("delays and durations cannot be negative")
 
     # -- constructors -------------------------------------------------------------------
+    # Each takes the modifiers as keywords: pattern=, times=, probability=, seed=, delay=,
+    # close= (see the fields above).
 
     @classmethod
-    def reply_with(cls, phase: Phase | str, reply: str, **options: object) -> Fault:
+    def reply_with(
+        cls, phase: Phase | str, reply: str, *, pattern: str | None = None,
+        times: int | None = None, probability: float | None = None, seed: int | None = None,
+        delay: float = 0.0, close: bool = False,
+    ) -> Fault:  # fmt: skip
         """Answer ``reply`` (e.g. ``"550 5.1.1 No such user"``) instead of the normal reply."""
-        return cls(Phase.coerce(phase), "reply", reply=reply, **options)  # type: ignore[arg-type]
+        return cls(_phase(phase), "reply", reply=reply, pattern=pattern, times=times,
+                   probability=probability, seed=seed, delay=delay, close=close)  # fmt: skip
 
     @classmethod
-    def drop(cls, phase: Phase | str, **options: object) -> Fault:
+    def drop(
+        cls, phase: Phase | str, *, pattern: str | None = None, times: int | None = None,
+        probability: float | None = None, seed: int | None = None, delay: float = 0.0,
+    ) -> Fault:  # fmt: skip
         """Close the connection instead of replying."""
-        return cls(Phase.coerce(phase), "drop", **options)  # type: ignore[arg-type]
+        return cls(_phase(phase), "drop", pattern=pattern, times=times,
+                   probability=probability, seed=seed, delay=delay)  # fmt: skip
 
     @classmethod
-    def store_drop(cls, **options: object) -> Fault:
+    def store_drop(
+        cls, *, times: int | None = None, probability: float | None = None,
+        seed: int | None = None, delay: float = 0.0,
+    ) -> Fault:  # fmt: skip
         """Keep the message, then close the connection before the reply to the final dot."""
-        return cls(Phase.MESSAGE, "store-drop", **options)  # type: ignore[arg-type]
+        return cls(Phase.MESSAGE, "store-drop", times=times, probability=probability,
+                   seed=seed, delay=delay)  # fmt: skip
 
     @classmethod
-    def delayed(cls, phase: Phase | str, seconds: float, **options: object) -> Fault:
+    def delayed(
+        cls, phase: Phase | str, seconds: float, *, pattern: str | None = None,
+        times: int | None = None, probability: float | None = None, seed: int | None = None,
+    ) -> Fault:  # fmt: skip
         """Wait ``seconds``, then answer normally."""
-        return cls(Phase.coerce(phase), "delay", delay=seconds, **options)  # type: ignore[arg-type]
+        return cls(_phase(phase), "delay", delay=seconds, pattern=pattern, times=times,
+                   probability=probability, seed=seed)  # fmt: skip
 
     @classmethod
-    def greylist(cls, seconds: float, **options: object) -> Fault:
+    def greylist(
+        cls, seconds: float, *, pattern: str | None = None, times: int | None = None,
+        probability: float | None = None, seed: int | None = None,
+    ) -> Fault:  # fmt: skip
         """Defer each new (client, sender, recipient) triplet at RCPT for ``seconds``."""
-        return cls(Phase.RCPT, "greylist", amount=seconds, **options)  # type: ignore[arg-type]
+        return cls(Phase.RCPT, "greylist", amount=seconds, pattern=pattern, times=times,
+                   probability=probability, seed=seed)  # fmt: skip
 
     @classmethod
-    def raw_reply(cls, phase: Phase | str, data: bytes, **options: object) -> Fault:
+    def raw_reply(
+        cls, phase: Phase | str, data: bytes, *, pattern: str | None = None,
+        times: int | None = None, probability: float | None = None, seed: int | None = None,
+        delay: float = 0.0, close: bool = False,
+    ) -> Fault:  # fmt: skip
         """Write exactly ``data`` instead of the reply (no CRLF added)."""
-        return cls(Phase.coerce(phase), "raw", raw=data, **options)  # type: ignore[arg-type]
+        return cls(_phase(phase), "raw", raw=data, pattern=pattern, times=times,
+                   probability=probability, seed=seed, delay=delay, close=close)  # fmt: skip
 
     # -- behaviour ----------------------------------------------------------------------
 
@@ -543,6 +578,10 @@ def parse_fault(spec: str) -> Fault | tuple[str, object]:
         raise _fail(spec, rest if quoted is None else quoted, str(exc)) from None
 
 
+def _build(phase: Phase, action: str, options: dict[str, object], **fields: object) -> Fault:
+    return Fault(phase, action, **fields, **options)  # type: ignore[arg-type]
+
+
 def _unescape_text(text: str) -> str:
     """``\\n`` in a reply's text form is a line break, ``\\\\`` a backslash."""
     return re.sub(r"\\([n\\])", lambda m: "\n" if m.group(1) == "n" else "\\", text)
@@ -552,13 +591,13 @@ def _make_fault(  # noqa: PLR0911 (one return per action reads as a table)
     spec: str, phase: Phase, quoted: str | None, action_text: str, options: dict[str, object]
 ) -> Fault:
     if quoted is not None:
-        return Fault.reply_with(phase, _unescape_text(quoted), **options)
+        return _build(phase, "reply", options, reply=_unescape_text(quoted))
     word, _, value = action_text.partition("=")
     word = word.strip().lower()
     if action_text[:3].isdigit():
-        return Fault.reply_with(phase, _unescape_text(action_text), **options)
+        return _build(phase, "reply", options, reply=_unescape_text(action_text))
     if word in ("drop", "store-drop", "garbage", "no-crlf", "non-utf8") and not value:
-        return Fault(phase, word, **options)  # type: ignore[arg-type]
+        return _build(phase, word, options)
     if word in ("delay", "greylist"):
         if "delay" in options and word == "delay":
             raise _fail(spec, action_text, "delay given twice")
@@ -567,14 +606,14 @@ def _make_fault(  # noqa: PLR0911 (one return per action reads as a table)
         except ValueError as exc:
             raise _fail(spec, action_text, str(exc)) from None
         if word == "delay":
-            return Fault.delayed(phase, seconds, **options)
-        return Fault(phase, "greylist", amount=seconds, **options)  # type: ignore[arg-type]
+            return _build(phase, "delay", options, delay=seconds)
+        return _build(phase, "greylist", options, amount=seconds)
     if word == "raw" and value:
-        return Fault.raw_reply(phase, _unescape(spec, action_text[4:]), **options)
+        return _build(phase, "raw", options, raw=_unescape(spec, action_text[4:]))
     if word == "long" and value:
         if not value.isdigit():
             raise _fail(spec, action_text, "long=N needs a number of characters")
-        return Fault(phase, "long", amount=float(value), **options)  # type: ignore[arg-type]
+        return _build(phase, "long", options, amount=float(value))
     raise _fail(
         spec,
         action_text,
