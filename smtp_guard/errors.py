@@ -215,7 +215,10 @@ class SMTPGuardError(aiosmtplib.SMTPException):
             return NotImplemented
         return bool(self.args == other.args and self.__dict__ == other.__dict__)
 
-    __hash__ = Exception.__hash__
+    def __hash__(self) -> int:
+        # Equal errors (e.g. one and its unpickled copy) must hash alike; the message and the
+        # class are part of what __eq__ compares, and always hashable.
+        return hash((type(self).__qualname__, self.message))
 
 
 # --------------------------------------------------------------------------- reply errors

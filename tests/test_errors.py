@@ -202,6 +202,7 @@ def test_every_generated_class_pickles_to_an_equal_error_of_the_same_class() -> 
         back = _roundtrip(err)
         assert type(back) is type(err)
         assert back == err
+        assert hash(back) == hash(err)
         assert str(back) == str(err)
         assert repr(back) == repr(err)
 
@@ -452,6 +453,8 @@ def test_other_errors_pickle_and_print_one_line(err: SMTPGuardError) -> None:
     back = _roundtrip(err)
     assert type(back) is type(err)
     assert back == err
+    assert hash(back) == hash(err)
+    assert len({back, err}) == 1
     assert back.__dict__ == err.__dict__
     assert str(back) == str(err)
     assert len(str(err).splitlines()) == 1
