@@ -1,0 +1,326 @@
+"""Django: ``EMAIL_BACKEND = "smtp_guard.contrib.django.EmailBackend"``.
+
+A drop-in for ``django.core.mail.backends.smtp.EmailBackend``: the same settings with the same
+meaning (``EMAIL_HOST``, ``EMAIL_PORT``, ``EMAIL_HOST_USER``, ``EMAIL_HOST_PASSWORD``,
+``EMAIL_USE_TLS`` = STARTTLS, ``EMAIL_USE_SSL`` = TLS from the first byte, ``EMAIL_TIMEOUT``,
+``EMAIL_SSL_CERTFILE`` / ``EMAIL_SSL_KEYFILE`` = a client certificate), the same constructor
+arguments, and ``send_messages()`` returns the number of messages sent, where a message counts as
+sent when at least one recipient accepted it (as with Django's backend).
+
+What changes:
+
+- every failure is a typed :mod:`smtp_guard.errors` error (also an ``aiosmtplib`` exception;
+  code that catches ``smtplib.SMTPException`` should catch ``smtp_guard.SMTPGuardError``);
+- transient failures are retried by the ``SMTP_GUARD_POLICY`` setting (a
+  :class:`~smtp_guard.policy.RetryPolicy` or a dict of its fields), recipients already
+  delivered are never sent the message twice;
+- partial failures are not swallowed: each refused recipient is logged (``smtp_guard.django``
+  logger, WARNING) with its typed error, and every message sent gets
+  ``message.smtp_guard_result`` (the :class:`SendResult`, or the error when it failed);
+- ``SMTP_GUARD_OPTIONS``: a dict of further ``smtp_guard.send`` arguments (``cert_bundle``
+  for a private CA, ``validate_certs``, ``local_hostname``, ...);
+- with a username and password, the password never travels unencrypted: STARTTLS is used when
+  the server offers it, and without it :class:`~smtp_guard.errors.InsecureConnection` is raised
+  unless ``SMTP_GUARD_ALLOW_INSECURE_AUTH = True`` (for a trusted local relay).
+
+``fail_silently=True`` keeps Django's meaning: no exception; failed messages are not counted.
+Messages in one ``send_messages()`` call share one connection when the pooled mailer is
+available (``open()``/``close()`` or ``with backend:`` keep it across calls, as in Django).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from django.conf import settings
+from django.core.mail.backends.base import BaseEmailBackend
+from django.core.mail.message import EmailMessage, sanitize_address
+from django.core.mail.utils import DNS_NAME
+
+from smtp_guard.client import SendResult, send_sync
+from smtp_guard.client._connect import Connection, ConnectParams, open_connection
+from smtp_guard.client._deliver import deliver
+from smtp_guard.client._validate import make_envelope
+from smtp_guard.errors import SMTPGuardError
+from smtp_guard.hooks import SendTracker
+from smtp_guard.policy import RetryPolicy
+
+__all__ = ["EmailBackend"]
+
+logger = logging.getLogger("smtp_guard.django")
+
+
+class EmailBackend(BaseEmailBackend):  # type: ignore[misc]  # Django ships no type information
+    """Django email backend that sends through smtp_guard (see the module docstring)."""
+
+    def __init__(  # noqa: PLR0917 (Django's own positional signature)
+        self,
+        host: str | None = None,
+        port: int | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        use_tls: bool | None = None,
+        fail_silently: bool = False,
+        use_ssl: bool | None = None,
+        timeout: float | None = None,
+        ssl_keyfile: str | None = None,
+        ssl_certfile: str | None = None,
+        policy: RetryPolicy | dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(fail_silently=fail_silently, **kwargs)
+        self.host: str = host or settings.EMAIL_HOST
+        self.port: int = int(port or settings.EMAIL_PORT)
+        self.username: str = settings.EMAIL_HOST_USER if username is None else username
+        self.password: str = settings.EMAIL_HOST_PASSWORD if password is None else password
+        self.use_tls: bool = bool(settings.EMAIL_USE_TLS if use_tls is None else use_tls)
+        self.use_ssl: bool = bool(settings.EMAIL_USE_SSL if use_ssl is None else use_ssl)
+        self.timeout: float | None = settings.EMAIL_TIMEOUT if timeout is None else timeout
+        self.ssl_keyfile: str | None = (
+            settings.EMAIL_SSL_KEYFILE if ssl_keyfile is None else ssl_keyfile
+        )
+        self.ssl_certfile: str | None = (
+            settings.EMAIL_SSL_CERTFILE if ssl_certfile is None else ssl_certfile
+        )
+        if self.use_ssl and self.use_tls:
+            raise ValueError(
+                "EMAIL_USE_TLS/EMAIL_USE_SSL are mutually exclusive, so only set "
+                "one of those settings to True."
+            )
+        self.policy: RetryPolicy | None = _policy(
+            getattr(settings, "SMTP_GUARD_POLICY", None) if policy is None else policy
+        )
+        self.allow_insecure_auth: bool = bool(
+            getattr(settings, "SMTP_GUARD_ALLOW_INSECURE_AUTH", False)
+        )
+        #: ``SMTP_GUARD_OPTIONS``: more keyword arguments of ``smtp_guard.send`` (e.g.
+        #: ``cert_bundle`` for a private CA, ``validate_certs``); they win over the above.
+        self.extra_options: dict[str, Any] = dict(getattr(settings, "SMTP_GUARD_OPTIONS", {}))
+        self.connection: _Session | _MailerSession | None = None  # while open, as Django's
+        self._lock = threading.RLock()
+
+    def __repr__(self) -> str:
+        # Never the password.
+        return f"<{type(self).__name__} {self.host}:{self.port} user={self.username!r}>"
+
+    def send_options(self) -> dict[str, Any]:
+        """The keyword arguments of ``smtp_guard.send`` these settings mean."""
+        credentials = bool(self.username and self.password)
+        options: dict[str, Any] = {
+            "hostname": self.host,
+            "port": self.port,
+            "use_tls": self.use_ssl,
+            # EMAIL_USE_TLS=True: STARTTLS required. Otherwise plain, as Django does, except
+            # that with credentials STARTTLS is used when offered (the password stays private).
+            "start_tls": True if self.use_tls else (None if credentials else False),
+            "timeout": self.timeout,
+            "local_hostname": DNS_NAME.get_fqdn(),
+            "allow_insecure_auth": self.allow_insecure_auth,
+        }
+        if credentials:
+            options["username"] = self.username
+            options["password"] = self.password
+        if self.ssl_certfile:
+            options["client_cert"] = self.ssl_certfile
+        if self.ssl_keyfile:
+            options["client_key"] = self.ssl_keyfile
+        if self.policy is not None:
+            options["policy"] = self.policy
+        options.update(self.extra_options)
+        return options
+
+    # ------------------------------------------------------------------ connection
+
+    def open(self) -> bool | None:
+        """Connect now (errors here, as Django). True if newly opened, False if already open,
+        None if opening failed silently."""
+        if self.connection is not None:
+            return False
+        options = self.send_options()
+        policy = options.pop("policy", None)
+        mailer_class = _sync_mailer_class()
+        try:
+            if mailer_class is not None:
+                self.connection = _MailerSession(mailer_class(**options, policy=policy))
+            else:
+                self.connection = _Session(options, policy)
+        except SMTPGuardError as error:
+            logger.warning("could not open the SMTP connection: %s", error)
+            if not self.fail_silently:
+                raise
+            return None
+        return True
+
+    def close(self) -> None:
+        """Close the connection, if open (QUIT)."""
+        session, self.connection = self.connection, None
+        if session is not None:
+            session.close()
+
+    # ------------------------------------------------------------------ sending
+
+    def send_messages(self, email_messages: Sequence[EmailMessage]) -> int:
+        """Send the messages; return how many were sent (delivered to at least one recipient)."""
+        if not email_messages:
+            return 0
+        with self._lock:
+            new_conn_created = self.open()
+            if new_conn_created is None:
+                return 0  # failed silently on open(), as Django
+            sent = 0
+            try:
+                for message in email_messages:
+                    if self._send(message):
+                        sent += 1
+            finally:
+                if new_conn_created:
+                    self.close()
+        return sent
+
+    def _send(self, email_message: EmailMessage) -> bool:
+        if not email_message.recipients():
+            return False
+        encoding = email_message.encoding or settings.DEFAULT_CHARSET
+        # As Django: a bad address raises ValueError here, even with fail_silently.
+        from_email = sanitize_address(email_message.from_email, encoding)
+        recipients = [sanitize_address(a, encoding) for a in email_message.recipients()]
+        raw = email_message.message().as_bytes(linesep="\r\n")
+        try:
+            result = self._deliver(raw, from_email, recipients)
+        except SMTPGuardError as error:
+            email_message.smtp_guard_result = error
+            logger.warning(
+                "message to %d recipient(s) not sent: %s",
+                len(email_message.recipients()),
+                error,
+                extra={"smtp_error_type": type(error).__name__},
+            )
+            if not self.fail_silently:
+                raise
+            return False
+        email_message.smtp_guard_result = result
+        for rcpt, refusal in result.refused.items():
+            logger.warning(
+                "recipient <%s> refused: %s",
+                rcpt,
+                refusal,
+                extra={
+                    "smtp_recipients": [rcpt],
+                    "smtp_error_type": type(refusal).__name__,
+                    "smtp_error_code": getattr(refusal, "code", None),
+                    "smtp_error_category": str(getattr(refusal, "category", "")) or None,
+                    "smtp_error_permanent": refusal.permanent,
+                },
+            )
+        return bool(result.delivered)
+
+    def _deliver(self, raw: bytes, sender: str, recipients: list[str]) -> SendResult:
+        if self.connection is not None:
+            return self.connection.send(raw, sender, recipients)
+        return send_sync(raw, sender=sender, recipients=recipients, **self.send_options())
+
+
+def _policy(value: RetryPolicy | dict[str, Any] | None) -> RetryPolicy | None:
+    if value is None or isinstance(value, RetryPolicy):
+        return value
+    if isinstance(value, dict):
+        return dataclasses.replace(RetryPolicy(), **value)
+    raise TypeError(
+        f"SMTP_GUARD_POLICY must be a RetryPolicy or a dict of its fields, got {value!r}"
+    )
+
+
+def _sync_mailer_class() -> Any:
+    """``smtp_guard.SyncMailer`` when the pooled mailer is there, else None."""
+    import smtp_guard  # noqa: PLC0415
+
+    return getattr(smtp_guard, "SyncMailer", None)
+
+
+class _MailerSession:
+    """Sending through the pooled ``SyncMailer`` (one connection kept for the batch)."""
+
+    def __init__(self, mailer: Any) -> None:
+        enter = getattr(mailer, "__enter__", None)
+        self.mailer = enter() if enter is not None else mailer
+        self._closer = mailer
+
+    def send(self, raw: bytes, sender: str, recipients: list[str]) -> SendResult:
+        result: SendResult = self.mailer.send(raw, sender=sender, recipients=recipients)
+        return result
+
+    def close(self) -> None:
+        exit_ = getattr(self._closer, "__exit__", None)
+        if exit_ is not None:
+            exit_(None, None, None)
+        else:
+            self._closer.close()
+
+
+class _Session:
+    """One SMTP connection kept open across messages, on a private event loop.
+
+    Connects in ``__init__`` (so errors surface in ``open()``, as with Django's backend),
+    RSETs before each reuse, reconnects when the server closed it, QUITs on ``close()``.
+    Each message goes through the guard's retry loop (``deliver``).
+    """
+
+    def __init__(self, options: dict[str, Any], policy: RetryPolicy | None) -> None:
+        self.params = ConnectParams(**options)
+        self.policy = policy
+        self.loop = asyncio.new_event_loop()
+        self.conn: Connection | None = None
+        self.used = False
+        try:
+            self.conn = self.loop.run_until_complete(open_connection(self.params))
+        except BaseException:
+            self.loop.close()
+            raise
+
+    async def _acquire(self) -> Connection:
+        conn, self.conn = self.conn, None
+        if conn is not None and conn.is_connected and (not self.used or await conn.reset()):
+            return conn
+        if conn is not None:
+            conn.abort()
+        return await open_connection(self.params)
+
+    async def _release(self, conn: Connection) -> None:
+        self.used = True
+        if conn.is_connected and self.conn is None:
+            self.conn = conn
+        else:
+            await conn.close()
+
+    def send(self, raw: bytes, sender: str, recipients: list[str]) -> SendResult:
+        envelope = make_envelope(raw, sender, recipients)
+        tracker = SendTracker(raw, sender=sender, recipients=recipients, server=self.params.server)
+        return self.loop.run_until_complete(
+            deliver(
+                envelope,
+                acquire=self._acquire,
+                release=self._release,
+                policy=self.policy,
+                tracker=tracker,
+            )
+        )
+
+    def close(self) -> None:
+        conn, self.conn = self.conn, None
+        try:
+            self.loop.run_until_complete(self._shutdown(conn))
+        finally:
+            self.loop.close()
+
+    @staticmethod
+    async def _shutdown(conn: Connection | None) -> None:
+        if conn is not None:
+            await conn.close()
+        # Let closing transports (a TLS one needs a few turns) release their sockets.
+        for _ in range(3):
+            await asyncio.sleep(0)
