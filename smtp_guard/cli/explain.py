@@ -96,7 +96,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="CODE",
         help="the reply code (e.g. 550), a whole reply line in quotes, or - to read stdin",
     )
-    parser.add_argument("text", metavar="TEXT", nargs="*", help="the reply text (may be unquoted)")
+    parser.add_argument(
+        "text", metavar="TEXT", nargs="*", default=[], help="the reply text (may be unquoted)"
+    )
     parser.add_argument(
         "--phase",
         choices=[p.value for p in Phase],
