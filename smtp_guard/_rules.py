@@ -10,15 +10,20 @@
    "SMTP Enhanced Status Codes" registry (RFC 5248). Catch-all details (``X.0.0``,
    ``X.7.0``, ``X.7.1``, ...) are not listed: they say nothing the next steps do not.
 3. ``WEAK_WORDS``: the server's words for the common reasons that carry no better code
-   ("user unknown", "relay access denied", "syntax error", ...).
+   ("relay not permitted", "syntax error", "try again later", "denied", ...).
 4. ``ENHANCED_SUBJECT``: what is left of the enhanced code, its class and subject, for the
-   basic codes that say little by themselves (``GENERIC_CODES``: 450, 451, 550, 553, 554).
+   basic codes that say little by themselves (``GENERIC_CODES``: 450, 451, 550, 553, 554;
+   for any code when the subject is content (6) or policy (7)).
 5. ``BY_CODE``: the basic reply code (RFC 5321 4.2.2 and 4.2.3, RFC 4954 for AUTH, RFC 7504
    for 521/556), refined by the phase of the dialogue (``BY_PHASE_AND_CODE``).
 
-Each word rule is a regular expression over the lower-cased text, restricted to reply
-classes (4xx, 5xx) and phases where it means what it says. All word rules are compiled into
-one alternation with a named group per rule and found in a single scan of the text.
+A word rule is a list of phrases (see :class:`WordRule` for their small syntax), restricted
+to reply classes (4xx, 5xx) and phases where it means what it says. Within a step, the rule
+listed first wins. A reply is read in one pass: its text is cut into words once, one set
+intersection finds the words any applicable phrase is filed under, and only those phrases
+are compared (:func:`best_rule`). Phrases come from the replies in ``tests/data`` (dev rows
+only), provider documentation, the RFCs, and the bounce-phrase lexicons of sisimai
+(``lib/sisimai/reason/*.rb``, gathered from real bounces).
 
 Sans-IO: data only.
 """
