@@ -45,17 +45,33 @@ _LOCALE = re.compile(
 def _locale_candidates(locale: str | None) -> list[str]:
     """The catalog names to try for ``locale``, most specific first.
 
-    ``"cs-CZ.UTF-8"`` -> ``["cs_CZ", "cs"]``. Anything unrecognisable (or None, "C", "POSIX")
-    gives ``[]``, which means English.
+    ``"cs-CZ.UTF-8"`` -> ``["cs_CZ", "cs"]``. An HTTP Accept-Language value is read in its
+    order of preference: ``"de-AT,de;q=0.9,en;q=0.5"`` -> ``["de_AT", "de", "en"]``.
+    Anything unrecognisable (or None, "C", "POSIX") gives ``[]``, which means English.
     """
     if not locale:
         return []
-    match = _LOCALE.match(locale.strip())
-    if match is None:
-        return []
-    lang = match["lang"].lower()
-    region = match["region"]
-    return [f"{lang}_{region.upper()}", lang] if region else [lang]
+    ranked: list[tuple[float, int, str]] = []
+    for position, item in enumerate(locale.split(",")):
+        tag, _, params = item.strip().partition(";")
+        quality = 1.0
+        if params.strip().startswith("q="):
+            try:
+                quality = float(params.strip()[2:])
+            except ValueError:
+                quality = 0.0
+        ranked.append((-quality, position, tag.strip()))
+    found: list[str] = []
+    for _, _, tag in sorted(ranked):
+        match = _LOCALE.match(tag)
+        if match is None:
+            continue
+        lang = match["lang"].lower()
+        region = match["region"]
+        for name in [f"{lang}_{region.upper()}", lang] if region else [lang]:
+            if name not in found:
+                found.append(name)
+    return found
 
 
 def _locale_root() -> Traversable:
@@ -131,7 +147,8 @@ def explain(subject: SMTPGuardError | Category | str, locale: str | None = DEFAU
     """A short text for a non-technical user: what happened and what to do.
 
     ``subject`` is an smtp_guard error, a :class:`Category`, or a category's value.
-    ``locale`` is a language tag such as ``"cs"``, ``"cs_CZ"`` or ``"cs-CZ.UTF-8"``; an
+    ``locale`` is a language tag such as ``"cs"``, ``"cs_CZ"`` or ``"cs-CZ.UTF-8"``, or an
+    HTTP Accept-Language value (``"sk,cs;q=0.8"``: the first shipped language wins); an
     unknown one gives English.
     """
     msgid = explanation_id(subject)

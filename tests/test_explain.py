@@ -247,6 +247,17 @@ def test_normalize_locale() -> None:
     assert _locale_candidates("es_419") == ["es_419", "es"]
     assert _locale_candidates(None) == []
     assert _locale_candidates("not a locale") == []
+    # An HTTP Accept-Language header, as a web mail app receives it.
+    assert _locale_candidates("de-AT,de;q=0.9,en;q=0.5") == ["de_AT", "de", "en"]
+    assert _locale_candidates("en;q=0.2, fr-CA ,cs;q=0.8") == ["fr_CA", "fr", "cs", "en"]
+    assert _locale_candidates("xx;q=bad,*;q=0.1") == ["xx"]
+
+
+def test_accept_language_picks_the_first_shipped_language() -> None:
+    assert (
+        explain("mailbox_full", "sk-SK,sk;q=0.9,cs;q=0.8,en;q=0.5")
+        == (_texts("cs")["category.mailbox_full"])
+    )
 
 
 @pytest.mark.parametrize("lang", SHIPPED)
