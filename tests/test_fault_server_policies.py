@@ -315,3 +315,18 @@ async def test_stop_closes_open_client_connections() -> None:
     with pytest.raises(aiosmtplib.SMTPServerDisconnected):
         await smtp.noop()
     assert srv.connections[0].closed
+
+
+async def test_message_and_data_placeholders_name_all_recipients() -> None:
+    async with FaultServer("message=550 5.7.1 Not for {rcpt} from {sender}") as srv:
+        with pytest.raises(aiosmtplib.SMTPDataError) as caught:
+            await send(srv, "a@x.test", "b@x.test")
+    assert caught.value.message == "5.7.1 Not for a@x.test, b@x.test from alice@sender.test"
+
+
+async def test_repr_shows_faults_and_settings_but_not_passwords() -> None:
+    async with FaultServer("mail=451 Busy", "size=1K", credentials={"u": "hunter2"}) as srv:
+        shown = repr(srv)
+    assert f"127.0.0.1:{srv.port}" in shown
+    assert "'mail=451 Busy', 'size=1K', 'auth=u:****'" in shown
+    assert "hunter2" not in shown

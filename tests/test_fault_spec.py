@@ -262,3 +262,25 @@ def test_text_form_reads_back_to_the_same_fault(f: Fault) -> None:
 def test_any_text_parses_or_raises_fault_spec_error(text: str) -> None:
     with contextlib.suppress(FaultSpecError):
         parse_fault(text)
+
+
+def test_settings_describe_in_the_text_form_without_passwords() -> None:
+    specs = [
+        "size=10M",
+        "maxrcpt=5 552 5.5.3 Too many",
+        "ratelimit=10/1m",
+        "greylist=5m",
+        "auth=alice:hunter2",
+        "auth-tls=required",
+        "starttls=on",
+        "tls=implicit",
+        "pipelining=off",
+        "seed=3",
+    ]
+    _, settings = parse_faults(specs)
+    described = settings.describe()
+    assert described == [s.replace("hunter2", "****") for s in specs]
+    assert Settings().describe() == []
+    # what describe() prints reads back to the same settings (passwords aside)
+    _, again = parse_faults(described)
+    assert again.replace(credentials=settings.credentials) == settings

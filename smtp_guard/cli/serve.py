@@ -136,8 +136,10 @@ async def _serve(server: FaultServer, out: TextIO) -> int:
             loop.add_signal_handler(signum, stop.set)
     faults = [str(f) for f in server.faults]
     print(f"Listening on {server.host}:{server.port}", file=out, flush=True)
-    for line in faults or ["(no faults: a well-behaved server)"]:
+    for line in faults or ["(none: a well-behaved server)"]:
         print(f"  fault: {line}", file=out)
+    for line in server.settings.describe():
+        print(f"  setting: {line}", file=out)
     print("Press Ctrl-C to stop.", file=out, flush=True)
     try:
         await stop.wait()

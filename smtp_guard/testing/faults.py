@@ -93,7 +93,8 @@ Examples::
     ratelimit=3/60s
     auth=alice:s3cret
 
-In reply texts, ``{rcpt}`` and ``{sender}`` are replaced with the address concerned.
+In reply texts, ``{rcpt}`` and ``{sender}`` are replaced with the address concerned (at
+``data`` and ``message``: every accepted recipient, comma-separated).
 A description the parser cannot read raises :class:`FaultSpecError` (a ``ValueError``)
 that names the bad part.
 """
@@ -477,6 +478,34 @@ class Settings:
         for user, password in self.credentials.items():
             if not isinstance(user, str) or not isinstance(password, str) or not user:
                 raise bad("credentials", "give a mapping of non-empty user names to passwords")
+
+    def describe(self) -> list[str]:
+        """The settings that differ from the defaults, in the text form (passwords hidden)."""
+        lines = []
+        if self.size_limit is not None:
+            lines.append(f"size={_format_size(self.size_limit)}")
+        if self.max_recipients is not None:
+            default = Settings.max_recipients_reply
+            extra = "" if self.max_recipients_reply == default else f" {self.max_recipients_reply}"
+            lines.append(f"maxrcpt={self.max_recipients}{extra}")
+        if self.rate_limit is not None:
+            limit = self.rate_limit
+            extra = "" if limit.reply == RateLimit.reply else f" {limit.reply}"
+            lines.append(f"ratelimit={limit.messages}/{format_duration(limit.window)}{extra}")
+        if self.greylist is not None:
+            lines.append(f"greylist={format_duration(self.greylist)}")
+        lines += [f"auth={user}:****" for user in self.credentials]
+        if self.auth_requires_tls:
+            lines.append("auth-tls=required")
+        if self.starttls != "off":
+            lines.append(f"starttls={self.starttls}")
+        if self.implicit_tls:
+            lines.append("tls=implicit")
+        if not self.pipelining:
+            lines.append("pipelining=off")
+        if self.seed:
+            lines.append(f"seed={self.seed}")
+        return lines
 
     def replace(self, **changes: object) -> Settings:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]

@@ -329,7 +329,8 @@ class _FaultSMTP(SMTP):
                 return False  # aiosmtpd answers 503; a scripted DATA fault needs recipients
             addresses = self.envelope.rcpt_tos
         fault = self.owner._pick(phase, addresses)
-        return fault is not None and await self._act(fault)
+        sender = (self.envelope.mail_from or "") if self.envelope is not None else ""
+        return fault is not None and await self._act(fault, sender, ", ".join(addresses))
 
     async def _auth_allowed(self) -> bool:
         settings = self.owner.settings
@@ -447,6 +448,7 @@ class _FaultSMTP(SMTP):
         settings = self.owner.settings
         fault = self.owner._pick(Phase.MESSAGE, envelope.rcpt_tos)
         sender = envelope.mail_from or ""
+        rcpts = ", ".join(envelope.rcpt_tos)
         if fault is not None:
             if fault.delay:
                 await asyncio.sleep(fault.delay)
@@ -457,7 +459,7 @@ class _FaultSMTP(SMTP):
             if fault.action == "drop":
                 self._end_transaction("dropped")
                 self._drop()
-            data = fault.wire_bytes(sender=sender)
+            data = fault.wire_bytes(sender=sender, rcpt=rcpts)
             if data is not None:
                 stored = data.startswith(b"2")
                 if stored:
@@ -598,7 +600,8 @@ class FaultServer:
 
     def __repr__(self) -> str:
         state = f"{self.host}:{self.port}" if self._server is not None else "stopped"
-        return f"<FaultServer {state} faults={[str(f) for f in self.faults]}>"
+        described = [str(f) for f in self.faults] + self.settings.describe()
+        return f"<FaultServer {state} {described}>"
 
     # -- TLS -----------------------------------------------------------------------------
 
