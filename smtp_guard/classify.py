@@ -31,6 +31,7 @@ _GREYLIST_PHASES = frozenset({None, Phase.MAIL, Phase.RCPT, Phase.DATA})
 #: a hint :func:`parse_retry_after` would find, and is not scanned for one.
 _UNIT_WORDS = frozenset(unit.encode() for unit in UNITS if unit.isascii())
 _CLOCK_MARK = re.compile(r":\d\d:")
+_CODE_PREFIX = re.compile(r"^(\d{3})(?:[ -]|$)", re.MULTILINE)
 
 
 class Classification(NamedTuple):
@@ -124,6 +125,9 @@ def classify(code: int, text: str | bytes, phase: Phase | str | None = None) -> 
     >>> classify(451, "4.7.1 Greylisted, please try again in 300 seconds", "rcpt").retry_after
     300.0
 
+    Whole reply lines are accepted too ("550-5.1.1 ...\n550 5.1.1 ..."): a leading reply
+    code equal to ``code`` is taken off each line.
+
     Raises ProtocolError if ``code`` is not an int in 200-599, ValueError for an unknown phase.
     """
     if type(code) is not int or not 200 <= code <= 599:
@@ -133,7 +137,7 @@ def classify(code: int, text: str | bytes, phase: Phase | str | None = None) -> 
         coerced = Phase.coerce(phase)  # another spelling, or a clear ValueError
     if isinstance(text, (bytes, bytearray)):
         text = bytes(text).decode("utf-8", errors="replace")
-    enhanced, body = split_enhanced(text)
+    enhanced, body = split_enhanced(_without_code(code, text))
     lowered = body.lower()
     tokens = _rules.words_of(lowered)
     category = _decide(code, enhanced, tokens, coerced)
@@ -153,6 +157,14 @@ def classify(code: int, text: str | bytes, phase: Phase | str | None = None) -> 
     )
 
 
+def _without_code(code: int, text: str) -> str:
+    """The text without the reply code, if a caller passed whole reply lines ("550-...")."""
+    if not text.startswith(str(code)):
+        return text
+    prefix = str(code)
+    return _CODE_PREFIX.sub(lambda m: "" if m.group(1) == prefix else m.group(0), text)
+
+
 def error_from_reply(
     code: int,
     text: str | bytes,
@@ -169,7 +181,7 @@ def error_from_reply(
     message = text.decode("utf-8", errors="replace") if isinstance(text, bytes) else text
     coerced = Phase.coerce(phase)
     found = classify(code, message, coerced)
-    _, body = split_enhanced(message)
+    _, body = split_enhanced(_without_code(code, message))
     return found.error_class(
         code,
         message,

@@ -242,6 +242,16 @@ def test_bytes_text_and_phase_spellings() -> None:
     assert classify(550, b"\xff\xfe user unknown", " rcpt ").category is Category.MAILBOX_UNKNOWN
 
 
+def test_whole_reply_lines_are_accepted() -> None:
+    lines = "550-5.1.1 The email account that you tried to reach does not exist.\n550 5.1.1 gsmtp"
+    found = classify(550, lines, "rcpt")
+    assert (found.category, found.enhanced) == (Category.MAILBOX_UNKNOWN, "5.1.1")
+    error = error_from_reply(550, lines, "rcpt")
+    assert error.text == "The email account that you tried to reach does not exist.\ngsmtp"
+    # Another code at the start of the text is the server's words, not a prefix.
+    assert classify(550, "5501 is a number", None).enhanced is None
+
+
 @pytest.mark.parametrize("code", [199, 600, 0, -550, True])
 def test_bad_codes_raise_protocol_error(code: int) -> None:
     with pytest.raises(ProtocolError, match="reply code"):
