@@ -7,10 +7,11 @@ what happened and what to do, in their language, with no SMTP jargon::
     'Schránka příjemce je dočasně nedostupná. Zkuste to znovu později.'
 
 The texts live in gettext catalogs shipped in the package
-(``smtp_guard/locale/<lang>/LC_MESSAGES/smtp_guard.po`` and the compiled ``.mo``). A message
-id is ``category.<value>`` for reply errors (by their :class:`Category`) and
-``error.<class name>`` for the other errors; a subclass without its own text uses its
-nearest parent's (``ConnectTimeout`` -> ``SMTPTimeout``).
+(``smtp_guard/locale/<lang>/LC_MESSAGES/smtp_guard.po`` and the compiled ``.mo``). Their
+message ids (:func:`explanation_id`) are ``category.<value>`` for reply errors (by their
+:class:`Category`) and ``error.<class name>`` for the other errors; a subclass without its own
+text uses its nearest parent's (``ConnectTimeout`` -> ``SMTPTimeout``). An app with its own
+translations can key them by the same ids.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import doctest
 import importlib.util
 import re
 import shutil
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 
 import smtp_guard
-from smtp_guard import errors
+from smtp_guard import errors, i18n
 from smtp_guard._enums import Category
 from smtp_guard.classify import error_from_reply
 from smtp_guard.i18n import _locale_candidates, available_locales, explain, explanation_id
@@ -310,3 +311,9 @@ def test_catalogs_are_inside_the_package_so_the_wheel_ships_them() -> None:
         assert po.is_file()
         assert po.with_suffix(".mo").is_file()
         assert po.resolve().is_relative_to(Path(smtp_guard.__file__).parent.resolve())
+
+
+def test_doctests() -> None:
+    failures, tried = doctest.testmod(i18n)
+    assert tried >= 1
+    assert failures == 0
