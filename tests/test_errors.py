@@ -325,6 +325,13 @@ def test_str_never_fails_on_anything(
     assert shown.startswith(str(code))
     shown.encode("utf-8")
     repr(err).encode("utf-8")
+    # Whatever the classifier decides, the instance agrees with itself.
+    assert isinstance(err, category_class(err.category))
+    assert isinstance(err, PermanentError) is err.permanent
+    assert isinstance(err, TransientError) is not err.permanent
+    assert err.phase is phase
+    if phase in COMPAT:
+        assert isinstance(err, COMPAT[phase])
 
 
 def test_user_not_local_forward_path() -> None:
