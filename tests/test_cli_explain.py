@@ -18,6 +18,7 @@ from smtp_guard._enums import Category
 from smtp_guard.classify import error_from_reply
 from smtp_guard.cli import explain as explain_cli
 from smtp_guard.cli import main
+from smtp_guard.errors import UserNotLocal
 from smtp_guard.i18n import explain
 
 UNKNOWN_USER = "5.1.1 <bob@example.com>: Recipient address rejected: User unknown"
@@ -144,6 +145,7 @@ def test_json_has_the_stable_keys_and_values(capsys: pytest.CaptureFixture[str])
         "hint": expected.hint,
         "explanation": explain(expected, "cs"),
         "lang": "cs",
+        "forward_path": None,
     }
     assert info["retry_advice"].startswith("never")
 
@@ -430,3 +432,12 @@ def test_any_input_is_explained_or_refused_in_one_line(text: str) -> None:
             info = explain_cli._describe(reply, "en")
             assert tuple(info) == explain_cli.JSON_KEYS
             json.dumps(info)
+
+
+def test_user_not_local_shows_where_to_send(capsys: pytest.CaptureFixture[str]) -> None:
+    reply = "551 User not local; please try <bob@elsewhere.example>"  # RFC 5321's wording
+    assert isinstance(error_from_reply(551, reply[4:], "rcpt"), UserNotLocal)
+    code, out, _ = _run(capsys, reply, "--phase", "rcpt")
+    assert code == 0
+    assert "  forward to:  <bob@elsewhere.example> (the server's suggestion)" in out
+    assert _json(capsys, reply)["forward_path"] == "bob@elsewhere.example"

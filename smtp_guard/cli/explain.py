@@ -30,7 +30,7 @@ from typing import Any, TextIO
 from smtp_guard._enums import Category, Phase
 from smtp_guard.classify import error_from_reply
 from smtp_guard.enhanced import lookup_enhanced
-from smtp_guard.errors import ReplyError
+from smtp_guard.errors import ReplyError, UserNotLocal
 from smtp_guard.i18n import DEFAULT_LOCALE, _locale_candidates, available_locales, explain
 
 __all__ = ["JSON_KEYS", "add_arguments", "run"]
@@ -55,6 +55,7 @@ JSON_KEYS = (
     "hint",
     "explanation",
     "lang",
+    "forward_path",
 )
 
 _REPLY_LINE = re.compile(r"^(?P<code>\d{3})(?P<sep>[ -]|$)(?P<text>.*)$")
@@ -303,6 +304,7 @@ def _describe(found: _Found, lang: str) -> dict[str, Any]:
         "hint": err.hint,
         "explanation": explain(err, lang),
         "lang": lang,
+        "forward_path": err.forward_path if isinstance(err, UserNotLocal) else None,
     }
     assert tuple(row) == JSON_KEYS  # noqa: S101 - the stable-key promise
     return row
@@ -325,6 +327,8 @@ def _rows(info: dict[str, Any]) -> list[tuple[str, str]]:
         if info["recipient"]:
             where += f" <{info['recipient']}>"
         rows.append(("phase", where))
+    if info["forward_path"]:
+        rows.append(("forward to", f"<{info['forward_path']}> (the server's suggestion)"))
     rows += [
         ("retry", info["retry_advice"]),
         ("what to do", info["hint"]),
