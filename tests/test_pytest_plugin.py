@@ -103,11 +103,19 @@ def test_bad_marker_fails_the_test_with_the_parser_message(pytester: pytest.Pyte
         @pytest.mark.smtp_faults("rpct:*@x.test=550 typo")
         def test_typo(fault_smtp):
             pass
+
+        @pytest.mark.smtp_faults(sise=10)
+        def test_unknown_setting(fault_smtp):
+            pass
         """,
     )
-    result.assert_outcomes(errors=1)
+    result.assert_outcomes(errors=2)
     result.stdout.fnmatch_lines(
-        ["*@pytest.mark.smtp_faults: bad fault 'rpct:*@x.test=550 typo'*unknown phase*"]
+        [
+            "*@pytest.mark.smtp_faults: bad fault 'rpct:*@x.test=550 typo'*unknown phase*",
+            "*@pytest.mark.smtp_faults: *unexpected keyword argument 'sise'*",
+        ],
+        consecutive=False,
     )
     assert "Traceback" not in result.stdout.str()
 
