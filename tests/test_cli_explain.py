@@ -127,6 +127,26 @@ def test_phase_option(capsys: pytest.CaptureFixture[str]) -> None:
 def test_json_has_the_stable_keys_and_values(capsys: pytest.CaptureFixture[str]) -> None:
     info = _json(capsys, "550", UNKNOWN_USER, "--phase", "rcpt", "--lang", "cs-CZ.UTF-8")
     assert tuple(info) == explain_cli.JSON_KEYS
+    # Stable: these keys keep their names and order; new ones are only appended.
+    assert list(info)[:17] == [
+        "line",
+        "code",
+        "enhanced",
+        "enhanced_meaning",
+        "text",
+        "phase",
+        "recipient",
+        "category",
+        "error",
+        "permanent",
+        "retry",
+        "retry_after",
+        "retry_advice",
+        "hint",
+        "explanation",
+        "lang",
+        "forward_path",
+    ]
     expected = error_from_reply(550, UNKNOWN_USER, "rcpt")
     assert info == {
         "line": None,
