@@ -269,6 +269,15 @@ async def test_pipelined_commands_get_their_replies_in_order() -> None:
     [txn] = srv.messages
     assert txn.recipients == ["b@ok.test", "d@ok.test"]
     assert txn.refused == {"c@bad.test": "550 5.1.1 No such user"}
+    # MAIL, RCPT, RCPT, RCPT were each read with the next command already waiting (DATA was
+    # the last of the batch; "." and QUIT came together after the 354).
+    assert srv.connections[0].pipelined >= 4
+
+
+async def test_a_client_that_waits_for_each_reply_does_not_count_as_pipelining() -> None:
+    async with FaultServer() as srv:
+        await send(srv, "a@x.test", "b@x.test")
+    assert srv.connections[0].pipelined == 0
 
 
 async def test_pipelining_can_be_switched_off() -> None:

@@ -98,6 +98,10 @@ class ConnectionRecord:
     tls: bool = False
     user: str | None = None
     closed: bool = False
+    #: Commands that had already arrived when the one before them was read, so the client
+    #: sent them without waiting for the reply: proof of pipelining (RFC 2920). A lower bound,
+    #: since the network may split a batch; a client that waits for each reply scores 0.
+    pipelined: int = 0
 
 
 @dataclass
@@ -226,6 +230,8 @@ class _FaultSMTP(SMTP):
             line = await read_line(separator)
             if separator == b"\n":  # a command line; DATA content is read up to b"\r\n"
                 self._note_command(line)
+                if b"\n" in getattr(reader, "_buffer", b""):
+                    self.record.pipelined += 1  # the next command is already here
             return line
 
         # Every command line, also those aiosmtpd refuses before dispatching them.
