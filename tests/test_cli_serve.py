@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
+import ssl
 import sys
 
 import aiosmtplib
@@ -71,11 +72,16 @@ async def test_serves_prints_each_transaction_and_stops_on_a_signal(signum: int)
 
 
 async def test_transcript_option_prints_each_connection_with_auth_masked() -> None:
-    proc, port, _ = await start_serve("-f", "auth=alice:hunter2", "--transcript")
+    proc, port, banner = await start_serve(
+        "-f", "auth=alice:hunter2", "-f", "starttls=on", "--transcript"
+    )
     try:
+        assert "  setting: auth=alice:****" in banner
+        [ca_line] = [line for line in banner if "CA certificate" in line]
+        context = ssl.create_default_context(cafile=ca_line.rsplit(": ", 1)[1])
         await aiosmtplib.send(
             "Subject: hi\r\n\r\nhello\r\n", sender="a@x.test", recipients=["b@ok.test"],
-            hostname="127.0.0.1", port=port, start_tls=False, timeout=5,
+            hostname="127.0.0.1", port=port, start_tls=True, tls_context=context, timeout=5,
             username="alice", password="hunter2",
         )  # fmt: skip
         lines = await read_until(proc, "S: 221")
@@ -85,7 +91,9 @@ async def test_transcript_option_prints_each_connection_with_auth_masked() -> No
     text = "\n".join(lines) + out.decode()
     assert "--- connection #1 from 127.0.0.1" in text
     assert "C: AUTH PLAIN ****" in text
+    assert "C: STARTTLS" in text
     assert "hunter2" not in text
+    assert "\n".join(banner).count("hunter2") == 0
 
 
 def test_bad_fault_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:

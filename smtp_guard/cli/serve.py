@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import contextlib
 import ipaddress
+import logging
 import signal
 import sys
 import time
@@ -99,6 +100,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"smtp-guard serve: needs the testing extra ({exc})", file=sys.stderr)
         return 2
 
+    # aiosmtpd logs a warning for every odd command; the transcript already shows them.
+    logging.getLogger("mail.log").addHandler(logging.NullHandler())
+
     def printed(txn: Transaction) -> None:
         print(describe(txn), file=out, flush=True)
 
@@ -140,6 +144,8 @@ async def _serve(server: FaultServer, out: TextIO) -> int:
         print(f"  fault: {line}", file=out)
     for line in server.settings.describe():
         print(f"  setting: {line}", file=out)
+    if server.settings.starttls != "off" or server.settings.implicit_tls:
+        print(f"  CA certificate (trust it in your client): {server.ca_cert_path}", file=out)
     print("Press Ctrl-C to stop.", file=out, flush=True)
     try:
         await stop.wait()
