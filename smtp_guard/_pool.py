@@ -12,6 +12,10 @@ pooled connections follow exactly the rules of :func:`smtp_guard.send`. The pool
   with NOOP first and replaced if that fails;
 - closes a connection given back broken (``conn.is_connected`` is false after a 421, a drop,
   a protocol error or a cancellation);
+- lends a connection early (:meth:`Pool.lend`): once a pipelined transaction has written its
+  final "." and only awaits the reply, its slot is freed and the connection offered to the next
+  attempt, whose MAIL/RCPT/DATA then go out right behind it (RFC 2920 3.1 allows message
+  content as the first "command" of a group); replies keep their order on the connection;
 - on :meth:`close`, closes every idle connection (QUIT, or at once with ``abort=True``), and
   every busy one as it comes back; waiters get ``RuntimeError``.
 """
@@ -24,6 +28,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from smtp_guard.client._connect import LOWER_ERRORS, Connection, ConnectParams, open_connection
 
@@ -37,8 +42,11 @@ class PoolStats:
     opened: int = 0  #: connections opened
     reused: int = 0  #: acquisitions served by an idle connection
     checked: int = 0  #: NOOP checks after idling
-    replaced: int = 0  #: idle connections dropped as old, worn out or failing their check
-    discarded: int = 0  #: connections given back broken, or over the limit
+    replaced: int = 0  #: connections closed as worn out, too old or failing their NOOP check
+    discarded: int = 0  #: connections closed as over the (throttled) limit
+    #: acquisitions that wrote their commands while the previous transaction on the same
+    #: connection still awaited the reply to its final "."
+    overlapped: int = 0
 
 
 @dataclass
@@ -75,6 +83,10 @@ class Pool:
         self._closed = False
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._closing: set[asyncio.Task[None]] = set()
+        #: attempts (tasks) holding each connection; more than one while it is lent
+        self._holders: dict[Connection, int] = {}
+        #: (connection, task) pairs whose slot was given back early by lend()
+        self._lent: set[tuple[Connection, asyncio.Task[Any] | None]] = set()
         self.stats = PoolStats()
 
     @property
@@ -122,14 +134,24 @@ class Pool:
     async def acquire(self) -> Connection:
         """A ready connection for one attempt; waits while ``limit()`` transactions run."""
         await self._slot()
-        conn = self._idle.pop() if self._idle else None
         try:
-            if conn is not None:
-                conn = await self._reuse(conn)
+            while self._idle:
+                candidate = self._idle.pop()
+                if self._holders.get(candidate, 0):
+                    # Lent: its last transaction awaits the reply to its final "."; ours goes
+                    # out right behind it (RFC 2920 3.1).
+                    self.stats.reused += 1
+                    self.stats.overlapped += 1
+                    conn: Connection | None = candidate
+                else:
+                    conn = await self._reuse(candidate)
                 if conn is not None:
+                    self._holders[conn] = self._holders.get(conn, 0) + 1
                     return conn
             self._opening += 1
-            return await self._open()
+            conn = await self._open()
+            self._holders[conn] = 1
+            return conn
         except BaseException:
             self._give_back_slot()
             raise
@@ -148,19 +170,24 @@ class Pool:
             raise RuntimeError("the Mailer is closed")
         return conn
 
+    def _fit(self, conn: Connection, *, in_flight: int = 0) -> bool:
+        """Whether ``conn`` may carry another transaction (open, young, not worn out)."""
+        meta = self._meta.get(conn)
+        return (
+            meta is not None
+            and not self._closed
+            and conn.is_connected
+            and conn.transactions + in_flight < self.max_messages
+            and self._clock() - meta.created < self.max_age
+        )
+
     async def _reuse(self, conn: Connection) -> Connection | None:
         """``conn`` if it is fit for another transaction, else None (and it is closed)."""
-        meta = self._meta[conn]
-        now = self._clock()
-        if (
-            not conn.is_connected
-            or conn.transactions >= self.max_messages
-            or now - meta.created >= self.max_age
-        ):
+        if not self._fit(conn):
             self.stats.replaced += 1
             self._retire(conn)
             return None
-        if now - meta.last_used >= self.idle_check:
+        if self._clock() - self._meta[conn].last_used >= self.idle_check:
             self.stats.checked += 1
             try:
                 reply = await conn.client.noop(timeout=min(self.params.timeout or 10.0, 10.0))
@@ -174,31 +201,69 @@ class Pool:
         self.stats.reused += 1
         return conn
 
-    async def release(self, conn: Connection) -> None:
-        """Take back a connection after an attempt; keep it for reuse if it is fit."""
+    def _within_limit(self) -> bool:
+        return len(self._meta) + self._opening <= min(self.size, self._limit())
+
+    def lend(self, conn: Connection) -> None:
+        """The holder's transaction wrote its final "." and only awaits the reply: free its
+        slot now, and offer the connection to the next attempt if it is fit (the holder still
+        calls :meth:`release` afterwards)."""
+        key = (conn, asyncio.current_task())
+        if key in self._lent or conn not in self._meta:
+            return
+        self._lent.add(key)
         self._busy -= 1
-        keep = (
-            not self._closed
-            and conn.is_connected
-            and conn in self._meta
-            and len(self._meta) + self._opening <= min(self.size, self._limit())
-        )
-        if keep:
+        in_flight = self._holders.get(conn, 0)
+        if conn not in self._idle and self._within_limit() and self._fit(conn, in_flight=in_flight):
             self._meta[conn].last_used = self._clock()
             self._idle.append(conn)
-        # Over the limit (the server throttled us): close idle ones, oldest first.
-        surplus = []
-        while self._idle and len(self._meta) + self._opening > min(self.size, self._limit()):
-            surplus.append(self._idle.pop(0))
-            self._forget(surplus[-1])
+        self._wake()
+
+    async def release(self, conn: Connection) -> None:
+        """Take back a connection after an attempt; keep it for reuse if it is fit."""
+        key = (conn, asyncio.current_task())
+        if key in self._lent:
+            self._lent.discard(key)  # its slot was given back already
+        else:
+            self._busy -= 1
+        holders = self._holders.get(conn, 0) - 1
+        if holders > 0:
+            self._holders[conn] = holders
+            self._wake()
+            return  # another attempt uses it now; that one decides its fate
+        self._holders.pop(conn, None)
+        fit = self._fit(conn)
+        keep = fit and self._within_limit()
+        if conn in self._idle:
+            if not keep:
+                self._idle.remove(conn)
+        elif keep:
+            self._meta[conn].last_used = self._clock()
+            self._idle.append(conn)
+        surplus = self._trim()
         self._wake()
         if not keep:
-            if conn.is_connected:
-                self.stats.discarded += 1
+            if conn.is_connected and not self._closed:
+                if fit:
+                    self.stats.discarded += 1  # over the (throttled) limit
+                else:
+                    self.stats.replaced += 1  # worn out or too old
             self._retire(conn)
         for extra in surplus:
             self.stats.discarded += 1
             self._retire(extra)
+
+    def _trim(self) -> list[Connection]:
+        """Over the limit (the server throttled us): take idle ones out, oldest first."""
+        surplus = []
+        for extra in list(self._idle):
+            if self._within_limit():
+                break
+            if not self._holders.get(extra):
+                self._idle.remove(extra)
+                self._forget(extra)
+                surplus.append(extra)
+        return surplus
 
     def _forget(self, conn: Connection) -> None:
         self._meta.pop(conn, None)
@@ -222,11 +287,12 @@ class Pool:
             if not waiter.done():
                 waiter.set_exception(RuntimeError("the Mailer is closed"))
         for conn in idle:
-            self._forget(conn)
             if abort:
+                self._forget(conn)
                 conn.abort()
-            else:
+            elif not self._holders.get(conn):
                 self._retire(conn)
+            # else: lent, its holder awaits a final reply and retires it on release
         if abort:
             # Busy connections too: their senders are being cancelled or must not go on.
             for conn in list(self._meta):

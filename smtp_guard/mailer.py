@@ -274,8 +274,16 @@ class Mailer:
         prepared: Prepared | None = None,
     ) -> TransactionResult:
         """One transaction (pipelined if allowed and offered), feeding the AIMD limit."""
-        run = pipelined_transaction if self.pipelining else run_stepwise
-        result = await run(conn, envelope, recipients, prepared=prepared)
+        if self.pipelining:
+            result = await pipelined_transaction(
+                conn,
+                envelope,
+                recipients,
+                prepared=prepared,
+                content_sent=lambda: self._pool.lend(conn),
+            )
+        else:
+            result = await run_stepwise(conn, envelope, recipients, prepared=prepared)
         if is_throttle(result.error) or any(is_throttle(e) for e in result.refused.values()):
             self.concurrency.on_throttle()
         elif result.error is None and result.delivered:

@@ -39,7 +39,8 @@ import asyncio
 import collections
 import contextlib
 import re
-from collections.abc import AsyncIterator, Iterable, Sequence
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import aiosmtplib
@@ -64,7 +65,13 @@ from smtp_guard.errors import (
     SMTPGuardError,
 )
 
-__all__ = ["PipelinedResult", "ReplyParser", "pipelined_transaction", "run_pipelined"]
+__all__ = [
+    "PipelinedResult",
+    "ReplyParser",
+    "is_busy",
+    "pipelined_transaction",
+    "run_pipelined",
+]
 
 #: Longest reply line accepted, in bytes (RFC 5321 section 4.5.3.1.5 says 512; servers exceed it).
 MAX_LINE_LENGTH = 8192
@@ -145,17 +152,48 @@ class ReplyParser:
         return reply
 
 
-class _ReplyReader(asyncio.Protocol):
-    """The protocol installed on the transport while :func:`run_pipelined` owns it."""
+class _Expect:
+    """Replies one write asked for: the channel fills them in, in order, as they arrive."""
 
-    def __init__(self) -> None:
-        self.parser = ReplyParser()
+    __slots__ = ("remaining", "replies", "waiter")
+
+    def __init__(self, count: int) -> None:
+        self.remaining = count
         self.replies: collections.deque[SMTPResponse] = collections.deque()
+        self.waiter: asyncio.Future[None] | None = None
+
+    def wake(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+
+class _Channel(asyncio.Protocol):
+    """The protocol installed on a connection's transport while pipelined transactions use it.
+
+    Every write registers how many replies it asked for (an :class:`_Expect`); replies are
+    handed to those, oldest write first. Several transactions may be attached at once: one
+    waiting for the reply to its final "." while the next one's MAIL/RCPT/DATA already went out
+    (RFC 2920 3.1: message content may be the first "command" of a group). When the last one
+    detaches, the transport goes back to aiosmtplib's protocol.
+    """
+
+    def __init__(
+        self,
+        smtp: aiosmtplib.SMTP,
+        protocol: asyncio.BaseProtocol,
+        transport: asyncio.WriteTransport,
+    ) -> None:
+        self.smtp = smtp
+        self.protocol = protocol
+        self.transport = transport
+        self.parser = ReplyParser()
+        self.pending: collections.deque[_Expect] = collections.deque()
         self.error: SMTPGuardError | None = None
         self.lost = False
         self.lost_exc: Exception | None = None
         self.closed_by_peer = False
-        self._wakeup: asyncio.Future[None] | None = None
+        self.poisoned = False  # out of step with the server: close when the last user leaves
+        self.users = 0
         self._paused = False
         self._drained: asyncio.Future[None] | None = None
 
@@ -164,21 +202,34 @@ class _ReplyReader(asyncio.Protocol):
         if self.error is not None:
             return
         try:
-            self.replies.extend(self.parser.feed(data))
+            replies = self.parser.feed(data)
         except ProtocolError as exc:
+            replies = []
             self.error = exc
-        self._wake()
+        for reply in replies:
+            if not self.pending:
+                self.error = ProtocolError(f"a reply no command asked for: {reply.code}")
+                break
+            head = self.pending[0]
+            head.replies.append(reply)
+            head.remaining -= 1
+            if head.remaining == 0:
+                self.pending.popleft()
+            head.wake()
+        if self.error is not None:
+            self.poisoned = True
+            self._wake_all()
 
     def eof_received(self) -> bool:
         self.closed_by_peer = True
-        self._wake()
+        self._wake_all()
         return False  # the transport closes itself
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
         self.lost_exc = exc
         self.closed_by_peer = True
-        self._wake()
+        self._wake_all()
         self.resume_writing()
 
     def pause_writing(self) -> None:
@@ -190,30 +241,84 @@ class _ReplyReader(asyncio.Protocol):
             self._drained.set_result(None)
 
     # -- used by _Transaction
-    def _wake(self) -> None:
-        if self._wakeup is not None and not self._wakeup.done():
-            self._wakeup.set_result(None)
+    def _wake_all(self) -> None:
+        for expect in self.pending:
+            expect.wake()
+
+    def send(self, data: bytes, replies: int) -> _Expect:
+        """Write ``data`` and register the ``replies`` it asks for (no await in between)."""
+        if self.closed_by_peer or self.poisoned or self.transport.is_closing():
+            raise ServerDisconnected("the server closed the connection")
+        self.transport.write(data)
+        expect = _Expect(replies)
+        if replies:
+            self.pending.append(expect)
+        return expect
 
     async def drain(self) -> None:
         if self._paused and not self.lost:
             self._drained = asyncio.get_running_loop().create_future()
             await self._drained
 
-    async def next_reply(self, timeout: float | None) -> SMTPResponse | None:
-        """The next reply; None if the connection closed first. Raises on garbage or timeout."""
-        while not self.replies:
+    async def next_reply(self, expect: _Expect, timeout: float | None) -> SMTPResponse | None:
+        """The next reply for ``expect``; None if the connection closed first."""
+        while not expect.replies:
             if self.error is not None:
                 raise self.error
-            if self.closed_by_peer:
+            if self.closed_by_peer or expect.remaining == 0:
                 return None
-            self._wakeup = asyncio.get_running_loop().create_future()
+            expect.waiter = asyncio.get_running_loop().create_future()
             try:
-                await asyncio.wait_for(self._wakeup, timeout)
+                await asyncio.wait_for(expect.waiter, timeout)
             except asyncio.TimeoutError:
                 raise ReadTimeout("timed out waiting for the server's reply") from None
             finally:
-                self._wakeup = None
-        return self.replies.popleft()
+                expect.waiter = None
+        return expect.replies.popleft()
+
+
+_CHANNELS: weakref.WeakKeyDictionary[aiosmtplib.SMTP, _Channel] = weakref.WeakKeyDictionary()
+
+
+def _attach(smtp: aiosmtplib.SMTP) -> _Channel:
+    """The connection's channel (installed now if no transaction holds it yet)."""
+    channel = _CHANNELS.get(smtp)
+    if channel is None:
+        protocol, transport = smtp.protocol, smtp.transport
+        if not smtp.is_connected or protocol is None or transport is None:
+            raise ServerDisconnected("the connection is not open")
+        channel = _Channel(smtp, protocol, transport)  # type: ignore[arg-type]
+        transport.set_protocol(channel)
+        _CHANNELS[smtp] = channel
+    elif channel.closed_by_peer or channel.poisoned:
+        raise ServerDisconnected("the connection is closing")
+    channel.users += 1
+    return channel
+
+
+def _detach(channel: _Channel, *, close: bool) -> None:
+    """One transaction is done with the channel; the last one hands the transport back."""
+    channel.users -= 1
+    smtp = channel.smtp
+    if close:
+        channel.poisoned = True
+        channel.transport.close()  # other attached transactions see the loss and fail cleanly
+    if channel.users > 0:
+        return
+    _CHANNELS.pop(smtp, None)
+    if channel.lost:
+        # The connection died while we held it: aiosmtplib's protocol never heard of it.
+        channel.protocol.connection_lost(channel.lost_exc)
+        smtp.close()
+        return
+    channel.transport.set_protocol(channel.protocol)
+    if channel.poisoned or channel.closed_by_peer or channel.pending or channel.parser.pending:
+        smtp.close()  # the transport's connection_lost now reaches aiosmtplib's protocol
+
+
+def is_busy(smtp: aiosmtplib.SMTP) -> bool:
+    """Whether a pipelined transaction still holds this connection's transport."""
+    return smtp in _CHANNELS
 
 
 @dataclass(frozen=True)
@@ -274,28 +379,31 @@ def _size_limit(smtp: aiosmtplib.SMTP) -> int | None:
 
 
 class _Transaction:
-    """State of one :func:`run_pipelined` call while it owns the transport."""
+    """One transaction's view of a channel: its own writes and their replies, in order."""
 
-    def __init__(
-        self, transport: asyncio.WriteTransport, reader: _ReplyReader, timeout: float | None
-    ) -> None:
-        self.transport = transport
-        self.reader = reader
+    def __init__(self, channel: _Channel, timeout: float | None) -> None:
+        self.channel = channel
         self.timeout = timeout
-        self.close = False  # close the connection when handing it back
+        self.close = False  # close the connection when done
         self.accepted: list[str] = []
         self.refused: dict[str, ReplyError] = {}
-        self.dot_sent = False
+        self._expects: collections.deque[_Expect] = collections.deque()
 
-    def write(self, data: bytes) -> None:
-        if self.reader.closed_by_peer or self.transport.is_closing():
-            raise ServerDisconnected("the server closed the connection")
-        self.transport.write(data)
+    def write(self, data: bytes, replies: int = 1) -> None:
+        self._expects.append(self.channel.send(data, replies))
+
+    async def next_reply(self) -> SMTPResponse | None:
+        while self._expects:
+            head = self._expects[0]
+            if head.replies or head.remaining:
+                return await self.channel.next_reply(head, self.timeout)
+            self._expects.popleft()
+        raise ProtocolError("no reply was expected")  # pragma: no cover - a bug of ours
 
     async def reply(self, phase: Phase) -> SMTPResponse:
         """The next reply; a broken connection or timeout is a typed error for ``phase``."""
         try:
-            reply = await self.reader.next_reply(self.timeout)
+            reply = await self.next_reply()
         except (ReadTimeout, ProtocolError):
             self.close = True
             raise
@@ -405,15 +513,9 @@ async def run_pipelined(
 
 @contextlib.asynccontextmanager
 async def _owning(smtp: aiosmtplib.SMTP, timeout: float | None) -> AsyncIterator[_Transaction]:
-    """Hold ``smtp``'s transport with our own reader for one transaction, then hand it back."""
-    protocol = smtp.protocol
-    transport = smtp.transport
-    if not smtp.is_connected or protocol is None or transport is None:
-        raise ServerDisconnected("the connection is not open")
-    reader = _ReplyReader()
-    write_transport: asyncio.WriteTransport = transport  # type: ignore[assignment]
-    tx = _Transaction(write_transport, reader, smtp.timeout if timeout is None else timeout)
-    transport.set_protocol(reader)
+    """Attach one transaction to ``smtp``'s channel for its length, then detach."""
+    channel = _attach(smtp)
+    tx = _Transaction(channel, smtp.timeout if timeout is None else timeout)
     try:
         yield tx
     except SMTPGuardError:
@@ -422,26 +524,7 @@ async def _owning(smtp: aiosmtplib.SMTP, timeout: float | None) -> AsyncIterator
         tx.close = True  # cancelled mid-conversation: the dialogue's state is unknown
         raise
     finally:
-        _hand_back(smtp, protocol, transport, reader, close=tx.close or bool(reader.replies))
-
-
-def _hand_back(
-    smtp: aiosmtplib.SMTP,
-    protocol: asyncio.BaseProtocol,
-    transport: asyncio.BaseTransport,
-    reader: _ReplyReader,
-    *,
-    close: bool,
-) -> None:
-    """Give the transport back to aiosmtplib's protocol, closing it if it is not reusable."""
-    if reader.lost:
-        # The connection died while we held it: aiosmtplib's protocol never heard of it.
-        protocol.connection_lost(reader.lost_exc)
-        smtp.close()
-        return
-    transport.set_protocol(protocol)
-    if close or reader.closed_by_peer or reader.parser.pending:
-        smtp.close()  # the transport's connection_lost now reaches aiosmtplib's protocol
+        _detach(channel, close=tx.close)
 
 
 async def _envelope(tx: _Transaction, env: _Envelope, *, pipelined: bool) -> _Outcome:
@@ -482,7 +565,7 @@ async def _rcpt_reply(tx: _Transaction, env: _Envelope, recipient: str) -> None:
 
 async def _envelope_pipelined(tx: _Transaction, env: _Envelope) -> _Outcome:
     """MAIL, every RCPT and DATA in one write; then their replies, paired by count."""
-    tx.write(env.mail_cmd + b"".join(env.rcpt_cmds) + b"DATA\r\n")
+    tx.write(env.mail_cmd + b"".join(env.rcpt_cmds) + b"DATA\r\n", 2 + len(env.rcpt_cmds))
     mail = await tx.reply(Phase.MAIL)
     if mail.code == 421:
         raise env.error(mail, Phase.MAIL)
@@ -527,13 +610,20 @@ async def _envelope_stepwise(tx: _Transaction, env: _Envelope) -> _Outcome:
     return tx.accepted, tx.refused
 
 
-async def _content(tx: _Transaction, env: _Envelope) -> SMTPResponse:
-    """Write the message and its final "."; from here on a lost reply is DeliveryUncertain."""
+async def _content(
+    tx: _Transaction, env: _Envelope, sent: Callable[[], None] | None = None
+) -> SMTPResponse:
+    """Write the message and its final "."; from here on a lost reply is DeliveryUncertain.
+
+    ``sent`` is called once the content is written, before its reply is awaited: the
+    connection may then carry the next transaction's commands (RFC 2920 3.1).
+    """
     tx.write(env.payload)
-    tx.dot_sent = True
+    if sent is not None:
+        sent()
     try:
-        await tx.reader.drain()
-        final = await tx.reader.next_reply(tx.timeout)
+        await tx.channel.drain()
+        final = await tx.next_reply()
     except (ReadTimeout, ProtocolError) as exc:
         tx.close = True
         raise DeliveryUncertain(
@@ -577,6 +667,7 @@ async def pipelined_transaction(
     recipients: tuple[str, ...] | None = None,
     *,
     prepared: Prepared | None = None,
+    content_sent: Callable[[], None] | None = None,
 ) -> TransactionResult:
     """The client's ``run_transaction``, pipelined where the server advertises PIPELINING.
 
@@ -585,6 +676,9 @@ async def pipelined_transaction(
     MAIL). Without PIPELINING it *is* the client's one-command-at-a-time transaction.
     Recipients refused with "too many recipients" after others were accepted are
     ``not_attempted`` (the retry loop sends them in a further transaction at once).
+    ``content_sent`` is called when the message and its final "." are written and only their
+    reply is awaited: the pool may then let the next transaction write its commands on the
+    same connection.
     """
     if not conn.supports("pipelining"):
         return await run_stepwise(conn, envelope, recipients, prepared=prepared)
@@ -609,7 +703,7 @@ async def pipelined_transaction(
     try:
         async with _owning(conn.client, None) as tx:
             await _envelope_pipelined(tx, env)
-            result.response = await _content(tx, env)
+            result.response = await _content(tx, env, content_sent)
     except RecipientsRefused:
         pass  # every recipient refused: their errors are in ``refused``, no overall error
     except SMTPGuardError as exc:

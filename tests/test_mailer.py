@@ -85,7 +85,7 @@ async def test_worn_out_connections_are_replaced(server: FaultServer) -> None:
         for i in range(6):
             await mailer.send(BODY, sender="a@s.test", recipients=[f"x{i}@r.test"])
     assert server.connection_count == 3
-    assert mailer.stats.replaced == 2
+    assert mailer.stats.replaced == 3  # each closed as soon as it had carried two
     mails = [sum(line.startswith("C: MAIL") for line in c.transcript) for c in server.connections]
     assert mails == [2, 2, 2]
     assert quits(server) == 3  # each worn-out connection was closed politely
@@ -141,6 +141,26 @@ async def test_drop_after_the_dot_is_uncertain_and_not_resent() -> None:
         # the pool carries on with a new connection
         await mailer.send(BODY, sender="a@s.test", recipients=["y@r.test"])
     assert [t.recipients for t in srv.messages] == [["x@r.test"], ["y@r.test"]]
+
+
+async def test_drop_after_a_dot_while_the_next_transaction_overlaps() -> None:
+    # The first message's final reply never comes (stored, then the connection drops) while
+    # the second message's commands already went out behind it on the same connection.
+    async with (
+        FaultServer("message=store-drop x1") as srv,
+        mailer_for(srv, pool_size=1) as mailer,
+    ):
+        first, second = await asyncio.gather(
+            mailer.send(BODY, sender="a@s.test", recipients=["one@r.test"]),
+            mailer.send(BODY, sender="a@s.test", recipients=["two@r.test"]),
+            return_exceptions=True,
+        )
+        assert mailer.stats.overlapped == 1
+    assert isinstance(first, DeliveryUncertain)  # maybe delivered: not resent
+    assert first.recipients == ("one@r.test",)
+    assert isinstance(second, SendResult)
+    assert second.attempts == 2  # its MAIL went into a dying connection: retried, safely
+    assert sorted(r for t in srv.messages for r in t.recipients) == ["one@r.test", "two@r.test"]
 
 
 @pytest.mark.parametrize("pipelining", [True, False])

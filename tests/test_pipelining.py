@@ -129,6 +129,10 @@ class Peer:
     batched_without_pipelining: int = 0
     port: int = 0
     connections: int = 0
+    #: withhold this many final replies until the next transaction's MAIL arrives (a client
+    #: that waits for the final reply before sending the next MAIL then waits forever)
+    hold_final: int = 0
+    _held: bytes = b""
 
     def _answer(self, what: Reply, line: bytes) -> bytes:
         return what(line) if callable(what) else what
@@ -161,6 +165,12 @@ class Peer:
                 return
             self.commands.append(line)
             verb = line[:4].upper()
+            if self._held:
+                if verb == b"MAIL":
+                    pending.append(self._held)  # goes out with the group's replies
+                else:
+                    await self._send(writer, self._held)
+                self._held = b""
             if verb == b"QUIT":
                 await self._send(writer, b"221 Bye\r\n")
                 return
@@ -208,6 +218,10 @@ class Peer:
             return False
         if final == HANG:
             await asyncio.sleep(3600)
+        if self.hold_final:
+            self.hold_final -= 1
+            self._held = final
+            return True
         await self._send(writer, final)
         return True
 
@@ -578,3 +592,24 @@ async def test_mailer_does_not_pipeline_where_not_offered_or_told_not_to() -> No
             await mailer.send(MESSAGE, sender="a@s.test", recipients=["b@r.test", "c@r.test"])
         assert len(peer.contents) == 1
         assert peer.batched_without_pipelining == 0
+
+
+async def test_mailer_overlaps_the_next_transaction_with_the_final_reply() -> None:
+    # The peer answers a final "." only once the next MAIL arrived: a client that waited for
+    # that reply before writing the next transaction would wait forever.
+    peer = Peer(pipelining=True, hold_final=4)
+    async with (
+        serve(peer),
+        Mailer(hostname="127.0.0.1", port=peer.port, pool_size=1, timeout=5) as mailer,
+    ):
+        results = await asyncio.gather(
+            *(
+                mailer.send(MESSAGE, sender="a@s.test", recipients=[f"r{i}@r.test"])
+                for i in range(5)
+            )
+        )
+        assert mailer.stats.overlapped == 4
+    assert [r.delivered for r in results] == [(f"r{i}@r.test",) for i in range(5)]
+    assert all(r.attempts == 1 for r in results)
+    assert peer.connections == 1
+    assert len(peer.contents) == 5
