@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench clean
+.PHONY: demo test lint typecheck pytest catalogs bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ test: lint typecheck pytest
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python scripts/compile_catalogs.py --check
+
+# Recompile the shipped gettext catalogs after editing a .po file.
+catalogs: $(STAMP)
+	$(BIN)/python scripts/compile_catalogs.py
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -28,8 +33,11 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest --cov --cov-report=term
 
+# Figures, printed (never asserted): see bench/README.md.
 bench: $(STAMP)
 	$(BIN)/python bench/classify.py
+	$(BIN)/python bench/overhead.py
+	$(BIN)/python bench/throughput.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .coverage

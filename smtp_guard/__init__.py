@@ -1,8 +1,27 @@
-"""smtp_guard: typed, actionable SMTP errors and safe retries around aiosmtplib."""
+"""smtp_guard: typed, actionable SMTP errors and safe retries around aiosmtplib.
 
-from smtp_guard._enums import Category, Phase
-from smtp_guard.classify import Classification, classify, error_from_reply
-from smtp_guard.client import SendResult, send, send_sync
+Everything public is importable from here; each name lives in the module that documents it.
+"""
+
+from smtp_guard._enums import (
+    Category,
+    Phase,
+)
+from smtp_guard.classify import (
+    Classification,
+    classify,
+    error_from_reply,
+)
+from smtp_guard.client import (
+    SendResult,
+    send,
+    send_sync,
+)
+from smtp_guard.enhanced import (
+    EnhancedStatus,
+    describe_enhanced,
+    lookup_enhanced,
+)
 from smtp_guard.errors import (
     AuthError,
     AuthFailed,
@@ -50,9 +69,26 @@ from smtp_guard.errors import (
     TransientError,
     UnclassifiedReply,
     UserNotLocal,
+    category_class,
 )
-from smtp_guard.policy import RetryDecision, RetryPolicy, is_testing, no_wait, set_testing
-from smtp_guard.replies import Reply, parse_reply
+from smtp_guard.i18n import (
+    available_locales,
+    explain,
+    explanation_id,
+)
+from smtp_guard.policy import (
+    RetryDecision,
+    RetryPolicy,
+    is_testing,
+    no_wait,
+    set_testing,
+)
+from smtp_guard.replies import (
+    Reply,
+    parse_reply,
+    parse_retry_after,
+    split_enhanced,
+)
 
 __version__ = "0.1.0"
 
@@ -71,6 +107,7 @@ __all__ = [
     "ConnectionFailed",
     "DeliveryUncertain",
     "DomainNotAccepting",
+    "EnhancedStatus",
     "Greylisted",
     "HostUnknown",
     "InsecureConnection",
@@ -111,12 +148,20 @@ __all__ = [
     "UnclassifiedReply",
     "UserNotLocal",
     "__version__",
+    "available_locales",
+    "category_class",
     "classify",
+    "describe_enhanced",
     "error_from_reply",
+    "explain",
+    "explanation_id",
     "is_testing",
+    "lookup_enhanced",
     "no_wait",
     "parse_reply",
+    "parse_retry_after",
     "send",
     "send_sync",
     "set_testing",
+    "split_enhanced",
 ]

@@ -25,7 +25,8 @@ def _public_modules() -> list[ModuleType]:
     found = []
     for info in pkgutil.walk_packages(smtp_guard.__path__, "smtp_guard."):
         name = info.name
-        if any(part.startswith("_") for part in name.split(".")) or name.startswith(_EDGES):
+        is_edge = any(name == edge or name.startswith(edge + ".") for edge in _EDGES)
+        if any(part.startswith("_") for part in name.split(".")) or is_edge:
             continue
         module = importlib.import_module(name)
         if hasattr(module, "__all__"):
