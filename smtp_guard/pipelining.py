@@ -68,7 +68,6 @@ from smtp_guard.errors import (
 __all__ = [
     "PipelinedResult",
     "ReplyParser",
-    "is_busy",
     "pipelined_transaction",
     "run_pipelined",
 ]
@@ -314,11 +313,6 @@ def _detach(channel: _Channel, *, close: bool) -> None:
     channel.transport.set_protocol(channel.protocol)
     if channel.poisoned or channel.closed_by_peer or channel.pending or channel.parser.pending:
         smtp.close()  # the transport's connection_lost now reaches aiosmtplib's protocol
-
-
-def is_busy(smtp: aiosmtplib.SMTP) -> bool:
-    """Whether a pipelined transaction still holds this connection's transport."""
-    return smtp in _CHANNELS
 
 
 @dataclass(frozen=True)
