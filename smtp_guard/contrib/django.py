@@ -279,7 +279,7 @@ class _Session:
         try:
             self.conn = self.loop.run_until_complete(open_connection(self.params))
         except BaseException:
-            self.loop.close()
+            self.close()
             raise
 
     async def _acquire(self) -> Connection:
@@ -319,8 +319,12 @@ class _Session:
 
     @staticmethod
     async def _shutdown(conn: Connection | None) -> None:
+        transport = conn.client.transport if conn is not None else None
         if conn is not None:
-            await conn.close()
-        # Let closing transports (a TLS one needs a few turns) release their sockets.
+            await conn.close()  # QUIT, then close
+        if isinstance(transport, asyncio.WriteTransport):
+            # After QUIT nothing is owed: drop a TLS transport now rather than wait for the
+            # peer's close_notify, so its socket is released before this loop closes.
+            transport.abort()
         for _ in range(3):
             await asyncio.sleep(0)
