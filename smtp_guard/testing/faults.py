@@ -4,7 +4,7 @@ A fault says *where* in the SMTP dialogue the server misbehaves, *for whom*, *ho
 *how often*. The same fault can be written in Python or as one line of text (for
 ``smtp-guard serve --fault`` and ``@pytest.mark.smtp_faults``)::
 
-    Fault.reply("rcpt", "451 4.7.1 Greylisted", pattern="*@greylist.test", times=2)
+    Fault.reply_with("rcpt", "451 4.7.1 Greylisted", pattern="*@greylist.test", times=2)
     "rcpt:*@greylist.test=451 4.7.1 Greylisted x2"
 
 Text form
@@ -77,6 +77,10 @@ A reply whose text really ends with a word that looks like a modifier goes in do
     tls=implicit             TLS from the first byte (port-465 style)
     pipelining=on|off        advertise PIPELINING (default on)
     seed=42                  seed of the server's RNG (default 0)
+
+Each setting is also a :class:`~smtp_guard.testing.FaultServer` keyword (``size_limit``,
+``max_recipients``, ``rate_limit=RateLimit(10, 60)``, ``greylist``, ``credentials={...}``,
+``auth_requires_tls``, ``starttls``, ``implicit_tls``, ``pipelining``, ``seed``).
 
 ``DURATION`` is a number with ``ms``, ``s``, ``m`` or ``h`` (a bare number is seconds).
 
