@@ -284,3 +284,18 @@ def test_settings_describe_in_the_text_form_without_passwords() -> None:
     # what describe() prints reads back to the same settings (passwords aside)
     _, again = parse_faults(described)
     assert again.replace(credentials=settings.credentials) == settings
+
+
+def test_every_example_in_the_grammar_docstring_parses() -> None:
+    from smtp_guard.testing import faults as module  # noqa: PLC0415
+
+    doc = module.__doc__ or ""
+    block = doc.split("Examples::", 1)[1].split("\n\n")[1]
+    examples = [line.strip() for line in block.splitlines() if line.strip()]
+    assert len(examples) >= 10
+    for example in examples:
+        parse_fault(example)
+    first = doc.split("::", 1)[1].split("\n\n")[1].splitlines()[1].strip().strip('"')
+    assert fault(first) == Fault.reply_with(
+        "rcpt", "451 4.7.1 Greylisted", pattern="*@greylist.test", times=2
+    )
