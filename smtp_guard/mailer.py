@@ -16,7 +16,9 @@ retry loop and input checks, over connections opened by the client's own ``open_
   broken; checked with NOOP after ``idle_check`` seconds idle; all closed on exit, with QUIT
   on a clean exit and at once on an error or cancellation);
 - **pipelining** (RFC 2920; :mod:`smtp_guard.pipelining`) where the server advertises it,
-  unless ``pipelining=False``;
+  unless ``pipelining=False``: MAIL, the RCPTs and DATA in one write, and, once a message's
+  final "." is written, the next message's commands go out on the same connection before its
+  reply arrives (about one round trip per message instead of four);
 - **a rate limit** (``rate_limit`` messages per second, token bucket) applied to every attempt;
 - **AIMD concurrency**: a reply that says "slow down" (421 4.7.0, 432 4.3.2, 450 4.2.1,
   451 4.7.28, 454 / "too many connections"...; see :func:`smtp_guard._ratelimit.is_throttle`)
