@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from email.message import EmailMessage
 
 import pytest
+from prometheus_client import CollectorRegistry
 
-from smtp_guard import hooks
+from smtp_guard import errors, hooks
 from smtp_guard.classify import error_from_reply
+from smtp_guard.client import send
+from smtp_guard.contrib.prometheus import PrometheusHook, category_label
 from smtp_guard.errors import (
     DeliveryUncertain,
     RecipientsRefused,
@@ -23,6 +27,8 @@ from smtp_guard.hooks import (
     RetryDetails,
     message_id_of,
 )
+from smtp_guard.policy import RetryPolicy, no_wait
+from smtp_guard.testing import FaultServer
 
 GREY = error_from_reply(451, "4.7.1 Greylisted, try again in 300 seconds", "rcpt", "b@x.test")
 UNKNOWN = error_from_reply(550, "5.1.1 No such user", "rcpt", "c@x.test")
@@ -258,3 +264,119 @@ def test_errors_keep_their_type_in_details() -> None:
     )
     assert isinstance(details.error, SMTPGuardError)
     assert details.kind == "retry"
+
+
+# --------------------------------------------------------------------------- real sends
+
+
+RAW = b"From: a@x.test\r\nMessage-ID: <real@x.test>\r\nSubject: hooks\r\n\r\nbody text\r\n"
+
+
+@pytest.fixture
+def _no_real_sleep() -> Iterator[None]:
+    with no_wait():
+        yield
+
+
+@pytest.mark.usefixtures("_no_real_sleep")
+async def test_a_real_send_reports_attempts_retries_and_result(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    seen: list[HookDetails] = []
+
+    async def async_hook(details: HookDetails) -> None:
+        seen.append(details)
+
+    async with FaultServer(
+        "rcpt:*@grey.test=451 4.7.1 Greylisted, try again in 2 seconds x1",
+        "rcpt:*@unknown.test=550 5.1.1 No such user",
+    ) as server:
+        with hooks.using_hooks(async_hook), caplog.at_level(logging.INFO, "smtp_guard"):
+            result = await send(
+                RAW,
+                sender="a@x.test",
+                recipients=["ok@x.test", "later@grey.test", "no@unknown.test"],
+                hostname=server.host,
+                port=server.port,
+                policy=RetryPolicy(attempts=3),
+            )
+    assert result.delivered == ("ok@x.test", "later@grey.test")
+    kinds = [d.kind for d in seen]
+    assert kinds == ["attempt", "retry", "attempt", "result"]
+    first, retry, second, final = seen
+    assert isinstance(first, AttemptDetails)
+    assert first.message_id == "<real@x.test>"
+    assert first.outcomes == {
+        "ok@x.test": Outcome.DELIVERED,
+        "later@grey.test": Outcome.DEFERRED,
+        "no@unknown.test": Outcome.REFUSED,
+    }
+    assert isinstance(retry, RetryDetails)
+    assert retry.recipients == ("later@grey.test",)
+    assert retry.wait == 2.0  # the server's hint
+    assert isinstance(second, AttemptDetails)
+    assert second.recipients == ("later@grey.test",)
+    assert isinstance(final, ResultDetails)
+    assert final.attempt == 2
+    assert final.outcomes["no@unknown.test"] is Outcome.REFUSED
+    assert final.server == f"{server.host}:{server.port}"
+    logged = [r for r in caplog.records if r.name == "smtp_guard"]
+    assert [r.levelname for r in logged] == ["INFO", "WARNING", "INFO", "WARNING"]
+    assert all("body text" not in r.getMessage() for r in logged)
+
+
+@pytest.mark.usefixtures("_no_real_sleep")
+async def test_prometheus_hook_counts_a_real_send() -> None:
+    registry = CollectorRegistry()
+    metrics = PrometheusHook(registry)
+    async with FaultServer(
+        "rcpt:*@grey.test=451 4.7.1 Greylisted, try again in 2 seconds x1",
+        "rcpt:*@unknown.test=550 5.1.1 No such user",
+    ) as server:
+        with hooks.using_hooks(metrics):
+            await send(
+                RAW,
+                sender="a@x.test",
+                recipients=["ok@x.test", "later@grey.test", "no@unknown.test"],
+                hostname=server.host,
+                port=server.port,
+                policy=RetryPolicy(attempts=3),
+            )
+            with pytest.raises(errors.SMTPGuardError):
+                await send(
+                    RAW,
+                    sender="a@x.test",
+                    recipients=["gone@unknown.test"],
+                    hostname=server.host,
+                    port=server.port,
+                )
+
+    def value(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(f"smtp_guard_{name}", labels)
+
+    assert value("attempts_total", outcome="partial") == 1
+    assert value("attempts_total", outcome="ok") == 1
+    assert value("attempts_total", outcome="failed") == 1
+    assert value("retries_total", category="greylisted") == 1
+    assert value("recipients_total", outcome="delivered", category="") == 2
+    refused = str(error_from_reply(550, "5.1.1 No such user", "rcpt").category)
+    assert value("recipients_total", outcome="refused", category=refused) == 2
+    assert value("messages_total", result="partial") == 1
+    assert value("messages_total", result="failed") == 1
+    assert value("attempts_per_message_count") == 2
+    assert value("attempts_per_message_sum") == 3
+    assert value("send_duration_seconds_count") == 2
+    assert value("attempt_duration_seconds_count") == 3
+
+
+def test_category_label_for_errors_that_are_not_replies() -> None:
+    assert category_label(errors.ServerDisconnected("gone")) == "server_disconnected"
+    assert category_label(errors.DeliveryUncertain("?")) == "delivery_uncertain"
+    assert category_label(errors.TLSFailed("bad cert")) == "tls_failed"
+    assert category_label(errors.SMTPTimeout("slow")) == "smtp_timeout"
+    assert category_label(None) == ""
+    unknown = error_from_reply(550, "5.1.1 No such user", "rcpt", "c@x.test")
+    both = errors.RecipientsRefused({"b@x.test": unknown, "c@x.test": unknown})
+    assert category_label(both) == str(unknown.category)
+    grey = error_from_reply(451, "4.7.1 Greylisted", "rcpt", "b@x.test")
+    assert category_label(grey) == str(grey.category)
