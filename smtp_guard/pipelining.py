@@ -575,6 +575,10 @@ async def _envelope_pipelined(tx: _Transaction, env: _Envelope) -> _Outcome:
         else:
             await tx.reset()
         if mail.code != 250:
+            # The RCPT replies after a refused MAIL (typically 503) say nothing about the
+            # recipients: none of them was tried.
+            tx.accepted.clear()
+            tx.refused.clear()
             raise env.error(mail, Phase.MAIL)
         raise RecipientsRefused(tx.refused)
     if data.code != 354:

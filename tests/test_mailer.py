@@ -143,6 +143,16 @@ async def test_drop_after_the_dot_is_uncertain_and_not_resent() -> None:
     assert [t.recipients for t in srv.messages] == [["x@r.test"], ["y@r.test"]]
 
 
+async def test_deferred_sender_is_retried_for_every_recipient() -> None:
+    # Pipelined, the RCPTs after a refused MAIL get 503s; those must not count as refusals.
+    async with FaultServer("mail=451 4.3.0 Try later x1") as srv, mailer_for(srv) as mailer:
+        result = await mailer.send(BODY, sender="a@s.test", recipients=["b@r.test", "c@r.test"])
+    assert result.attempts == 2
+    assert result.delivered == ("b@r.test", "c@r.test")
+    assert result.refused == {}
+    assert [t.recipients for t in srv.messages] == [["b@r.test", "c@r.test"]]
+
+
 async def test_drop_after_a_dot_while_the_next_transaction_overlaps() -> None:
     # The first message's final reply never comes (stored, then the connection drops) while
     # the second message's commands already went out behind it on the same connection.

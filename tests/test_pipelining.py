@@ -18,6 +18,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from smtp_guard._enums import Phase
+from smtp_guard.client._connect import Connection, ConnectParams, open_connection
+from smtp_guard.client._validate import make_envelope
 from smtp_guard.errors import (
     DeliveryUncertain,
     InvalidInput,
@@ -33,7 +35,8 @@ from smtp_guard.errors import (
     TransientError,
 )
 from smtp_guard.mailer import Mailer
-from smtp_guard.pipelining import ReplyParser, run_pipelined
+from smtp_guard.pipelining import ReplyParser, pipelined_transaction, run_pipelined
+from smtp_guard.testing.server import FaultServer
 
 MESSAGE = b"From: a@sender.test\r\nTo: b@rcpt.test\r\nSubject: hi\r\n\r\nHello.\r\n"
 
@@ -613,3 +616,66 @@ async def test_mailer_overlaps_the_next_transaction_with_the_final_reply() -> No
     assert all(r.attempts == 1 for r in results)
     assert peer.connections == 1
     assert len(peer.contents) == 5
+
+
+# --------------------------------------------------------------------------- client contract
+
+
+@contextlib.asynccontextmanager
+async def client_connection(*faults: str) -> AsyncIterator[tuple[FaultServer, Connection]]:
+    async with FaultServer(*faults) as srv:
+        conn = await open_connection(ConnectParams(hostname=srv.host, port=srv.port, timeout=5))
+        try:
+            yield srv, conn
+        finally:
+            await conn.close()
+
+
+async def test_client_contract_success_and_reuse() -> None:
+    async with client_connection() as (srv, conn):
+        env = make_envelope(MESSAGE, "a@s.test", ["b@r.test", "c@r.test"])
+        first = await pipelined_transaction(conn, env)
+        second = await pipelined_transaction(conn, env, ("c@r.test",))
+        assert conn.is_connected
+    assert first.delivered == ("b@r.test", "c@r.test")
+    assert first.error is None
+    assert second.delivered == ("c@r.test",)
+    assert conn.transactions == 2
+    assert [t.recipients for t in srv.messages] == [["b@r.test", "c@r.test"], ["c@r.test"]]
+
+
+@pytest.mark.parametrize(
+    ("fault", "error_type", "accepted", "not_attempted"),
+    [
+        ("mail=451 4.3.0 Try later", TransientError, (), ("b@r.test", "c@r.test")),
+        ("rcpt:c@*=421 4.7.0 Closing", TransientError, ("b@r.test",), ("c@r.test",)),
+        ("data=554 5.5.1 No thanks", PermanentError, ("b@r.test", "c@r.test"), ()),
+        ("message=drop", DeliveryUncertain, ("b@r.test", "c@r.test"), ()),
+        ("rcpt:c@*=drop", ServerDisconnected, ("b@r.test",), ("c@r.test",)),
+    ],
+)
+async def test_client_contract_never_raises_for_the_server(
+    fault: str,
+    error_type: type[Exception],
+    accepted: tuple[str, ...],
+    not_attempted: tuple[str, ...],
+) -> None:
+    async with client_connection(fault) as (srv, conn):
+        env = make_envelope(MESSAGE, "a@s.test", ["b@r.test", "c@r.test"])
+        result = await pipelined_transaction(conn, env)
+    assert isinstance(result.error, error_type)
+    assert result.delivered == ()
+    assert result.accepted == accepted
+    assert result.not_attempted == not_attempted
+    assert result.refused == {}  # e.g. the 503s to RCPT after a refused MAIL count for nothing
+    assert srv.messages == [] or fault == "message=drop"
+
+
+async def test_client_contract_too_many_recipients_are_not_attempted() -> None:
+    async with client_connection("maxrcpt=2") as (srv, conn):
+        env = make_envelope(MESSAGE, "a@s.test", [f"m{i}@r.test" for i in range(3)])
+        result = await pipelined_transaction(conn, env)
+    assert result.delivered == ("m0@r.test", "m1@r.test")
+    assert result.refused == {}
+    assert result.not_attempted == ("m2@r.test",)
+    assert [t.recipients for t in srv.messages] == [["m0@r.test", "m1@r.test"]]
