@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import smtplib
 import socket
 import ssl
@@ -454,3 +455,73 @@ async def test_a_threaded_server_serves_an_async_client_and_must_be_stopped_with
     finally:
         srv.stop()
     assert srv.deliveries_to("bob@example.test") == 1
+
+
+async def test_after_a_554_greeting_only_quit_is_served() -> None:
+    async with FaultServer("connect=554 5.7.1 No SMTP service here") as srv:
+        reader, writer = await asyncio.open_connection(srv.host, srv.port)
+        try:
+            assert await reader.readline() == b"554 5.7.1 No SMTP service here\r\n"
+            writer.write(b"EHLO c.test\r\n")
+            assert (await reader.readline()).startswith(b"503 5.5.1 ")
+            writer.write(b"QUIT\r\n")
+            assert (await reader.readline()).startswith(b"221 ")
+        finally:
+            writer.close()
+            await writer.wait_closed()
+
+
+async def test_scripted_success_replies_still_accept() -> None:
+    async with FaultServer(
+        "mail=250 2.1.0 Sender looks fine to me",
+        "rcpt:vip@*=250 2.1.5 VIP welcome",
+        "data=354 3.0.0 Go on then",
+        "message=250 2.6.0 Thanks, kept",
+    ) as srv:
+        refused, reply = await send(srv, ["vip@example.test", "bob@example.test"])
+    assert refused == {}
+    assert reply == "2.6.0 Thanks, kept"
+    [txn] = srv.messages
+    assert txn.recipients == ["vip@example.test", "bob@example.test"]
+    assert txn.message["Subject"] == "Hello"
+    assert "S: 354 3.0.0 Go on then" in srv.transcript
+
+
+def test_start_failure_is_raised_in_the_caller() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        srv = FaultServer(port=taken.getsockname()[1])
+        with pytest.raises(OSError, match="address already in use"):
+            srv.start()
+    srv.stop()  # nothing to stop; must not hang
+
+
+async def test_localhost_means_one_ipv4_socket_and_stop_is_idempotent() -> None:
+    srv = FaultServer(host="localhost")
+    assert srv.host == "127.0.0.1"
+    await srv.start_async()
+    await send(srv, ["bob@example.test"])
+    await srv.stop_async()
+    await srv.stop_async()
+    assert len(srv.messages) == 1
+
+
+def test_ca_is_made_on_demand_for_a_server_without_tls() -> None:
+    srv = FaultServer()
+    context = srv.tls_context()
+    assert context.verify_mode is ssl.CERT_REQUIRED
+    assert context.check_hostname
+    path = srv.ca_cert_path
+    assert path.read_text().startswith("-----BEGIN CERTIFICATE-----")
+    del srv
+    gc.collect()
+    assert not path.parent.exists()  # the temporary directory went with the server
+
+
+async def test_on_disconnect_gets_each_connection_record() -> None:
+    closed: list[str] = []
+    async with FaultServer(on_disconnect=lambda r: closed.append(r.transcript[-1])) as srv:
+        await send(srv, ["bob@example.test"])
+        await send(srv, ["bob@example.test"])
+    assert closed == ["S: 221 Bye", "S: 221 Bye"]

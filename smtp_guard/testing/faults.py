@@ -34,6 +34,10 @@ against the whole address: ``*@example.test``, ``bob@*``, ``*``.
                              another line of a multi-line reply (the code is repeated);
                              ``\\`` is one backslash.
                              A 421 reply also closes the connection, as RFC 5321 says.
+                             A 2xx at mail/rcpt still accepts the sender/recipient, a 3xx at
+                             data still starts the data, a 2xx after the dot still keeps the
+                             message (custom success texts); elsewhere a reply only replaces
+                             the normal one.
     drop                     close the connection without replying
     store-drop               (message only) keep the message, then close before replying:
                              the client cannot know that it was delivered

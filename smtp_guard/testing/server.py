@@ -35,6 +35,7 @@ import ssl
 import tempfile
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -110,6 +111,10 @@ class _FaultState:
     hits: int = 0
 
 
+def _positive(reply: bytes | None) -> bool:
+    return reply is not None and reply.startswith(b"2")
+
+
 def _escape(text: str) -> str:
     """Control characters as ``\\xNN``, so a transcript line prints as one clean line."""
     return re.sub(r"[\x00-\x1f\x7f]", lambda m: f"\\x{ord(m[0]):02x}", text)
@@ -180,6 +185,7 @@ class _FaultSMTP(SMTP):
         self._greeted = False
         self._refusing = False  # after a 5xx greeting: only QUIT is served
         self._swallow = False  # a fault already wrote the reply the hook's caller will push
+        self._replacement: bytes | None = None  # written instead of the next normal reply
         self._txn: Transaction | None = None
         self._smtp_methods = {
             name: self._wrap(name, method) for name, method in self._smtp_methods.items()
@@ -254,6 +260,10 @@ class _FaultSMTP(SMTP):
     async def push(self, status: str | bytes) -> None:
         if self._swallow:
             self._swallow = False
+            return
+        if self._replacement is not None:
+            data, self._replacement = self._replacement, None
+            await self._write(data)
             return
         if not self._greeted:
             self._greeted = True
@@ -335,8 +345,17 @@ class _FaultSMTP(SMTP):
                 return False  # aiosmtpd answers 503; a scripted DATA fault needs recipients
             addresses = self.envelope.rcpt_tos
         fault = self.owner._pick(phase, addresses)
+        if fault is None:
+            return False
         sender = (self.envelope.mail_from or "") if self.envelope is not None else ""
-        return fault is not None and await self._act(fault, sender, ", ".join(addresses))
+        data = fault.wire_bytes(sender, ", ".join(addresses))
+        if phase is Phase.DATA and data is not None and data.startswith(b"3"):
+            # A scripted 354 (or other 3xx) still starts the data: it replaces aiosmtpd's text.
+            if fault.delay:
+                await asyncio.sleep(fault.delay)
+            self._replacement = data
+            return False
+        return await self._act(fault, sender, ", ".join(addresses))
 
     async def _auth_allowed(self) -> bool:
         settings = self.owner.settings
@@ -389,9 +408,12 @@ class _FaultSMTP(SMTP):
     async def on_mail(self, address: str, options: list[str]) -> str | None:
         owner, settings = self.owner, self.owner.settings
         fault = owner._pick(Phase.MAIL, (address,))
-        if fault is not None and await self._act_in_hook(fault, sender=address):
-            return "250 (already answered)"
-        session, envelope = cast("Session", self.session), cast("Envelope", self.envelope)
+        if fault is not None:
+            if _positive(fault.wire_bytes(sender=address)):
+                self._accept_sender(address, options)  # a scripted 2xx accepts, too
+            if await self._act_in_hook(fault, sender=address):
+                return "250 (already answered)"
+        session = cast("Session", self.session)
         if settings.credentials and not session.authenticated:
             return "530 5.7.0 Authentication required"
         size = next((o[5:] for o in options if o.startswith("SIZE=")), None)
@@ -403,6 +425,11 @@ class _FaultSMTP(SMTP):
                 await self._write(f"{limited}\r\n".encode())
                 self._drop()
             return limited
+        self._accept_sender(address, options)
+        return "250 2.1.0 Sender OK"
+
+    def _accept_sender(self, address: str, options: list[str]) -> None:
+        envelope = cast("Envelope", self.envelope)
         self._end_transaction("aborted")
         envelope.mail_from = address
         envelope.mail_options.extend(options)
@@ -413,8 +440,14 @@ class _FaultSMTP(SMTP):
             tls=self.encrypted,
             user=self.record.user,
         )
-        owner._begin(self._txn)
-        return "250 2.1.0 Sender OK"
+        self.owner._begin(self._txn)
+
+    def _accept_recipient(self, address: str, options: list[str]) -> None:
+        envelope = cast("Envelope", self.envelope)
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(options)
+        if self._txn is not None:
+            self._txn.recipients.append(address)
 
     async def on_rcpt(self, address: str, options: list[str]) -> str | None:
         owner, settings = self.owner, self.owner.settings
@@ -425,11 +458,14 @@ class _FaultSMTP(SMTP):
         if fault is not None and fault.action == "greylist":
             await self._act(fault)
             refusal = owner._greylist(session.peer, sender, address, fault.amount)
-        elif fault is not None and await self._act_in_hook(fault, sender=sender, rcpt=address):
-            data = fault.wire_bytes(sender=sender, rcpt=address) or b""
-            if self._txn is not None and not data.startswith(b"2"):
+        elif fault is not None:
+            data = fault.wire_bytes(sender=sender, rcpt=address)
+            if _positive(data):
+                self._accept_recipient(address, options)  # a scripted 2xx accepts, too
+            elif data is not None and self._txn is not None:
                 self._txn.refused[address] = data.decode("utf-8", "replace").strip()
-            return "250 (already answered)"
+            if await self._act_in_hook(fault, sender=sender, rcpt=address):
+                return "250 (already answered)"
         limit = settings.max_recipients
         if refusal is None and limit is not None and len(envelope.rcpt_tos) >= limit:
             refusal = settings.max_recipients_reply
@@ -439,10 +475,7 @@ class _FaultSMTP(SMTP):
             if self._txn is not None:
                 self._txn.refused[address] = refusal
             return refusal
-        envelope.rcpt_tos.append(address)
-        envelope.rcpt_options.extend(options)
-        if self._txn is not None:
-            self._txn.recipients.append(address)
+        self._accept_recipient(address, options)
         return "250 2.1.5 Recipient OK"
 
     async def on_message(self) -> str:
@@ -489,8 +522,6 @@ class _FaultSMTP(SMTP):
 
 
 def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
@@ -547,6 +578,8 @@ class FaultServer:
         on_transaction: Callable[[Transaction], None] | None = None,
         on_disconnect: Callable[[ConnectionRecord], None] | None = None,
     ) -> None:
+        if host == "localhost":
+            host = "127.0.0.1"  # one socket: "localhost" may also bind ::1 on another port
         if not allow_remote and not _is_loopback(host):
             raise FaultSpecError(
                 f"host {host!r} is not a loopback address; pass allow_remote=True to listen there",
@@ -635,6 +668,8 @@ class FaultServer:
             self._make_certificates()
         if self._tmpdir is None:
             self._tmpdir = tempfile.mkdtemp(prefix="smtp-guard-ca-")
+            # Removed on stop, or when this object goes away if it never ran.
+            weakref.finalize(self, shutil.rmtree, self._tmpdir, ignore_errors=True)
         path = Path(self._tmpdir) / "ca.pem"
         if not path.exists():
             self._ca.cert_pem.write_to_path(str(path))
