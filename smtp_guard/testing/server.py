@@ -807,14 +807,16 @@ class FaultServer:
         ip = str(peer[0]) if isinstance(peer, tuple) and peer else str(peer)
         key = (ip, sender.lower(), rcpt.lower())
         now = self.now()
-        first = self._greylist_seen.setdefault(key, now)
-        if first == now or now - first < period:
-            wait = max(1, math.ceil(first + period - now))
-            return (
-                f"451 4.7.1 <{rcpt}>: Recipient address rejected: Greylisted, "
-                f"try again in {wait} seconds"
-            )
-        return None
+        first = self._greylist_seen.get(key)
+        if first is None:  # never seen: always deferred once, even with a period of 0
+            self._greylist_seen[key] = first = now
+        elif now - first >= period:
+            return None  # retried after the period: accepted from now on
+        wait = max(1, math.ceil(first + period - now))
+        return (
+            f"451 4.7.1 <{rcpt}>: Recipient address rejected: Greylisted, "
+            f"try again in {wait} seconds"
+        )
 
     def _rate_limited(self) -> str | None:
         limit = self.settings.rate_limit
