@@ -339,3 +339,22 @@ async def test_repr_shows_faults_and_settings_but_not_passwords() -> None:
     assert f"127.0.0.1:{srv.port}" in shown
     assert "'mail=451 Busy', 'size=1K', 'auth=u:****'" in shown
     assert "hunter2" not in shown
+
+
+async def test_connection_limit_greets_the_extra_connection_with_421() -> None:
+    async with FaultServer("maxconn=2") as srv:
+        first, second = client(srv), client(srv)
+        await first.connect()
+        await second.connect()
+        with pytest.raises(aiosmtplib.SMTPConnectResponseError) as caught:
+            await send(srv, "bob@example.test")
+        assert caught.value.code == 421
+        await first.quit()
+        await send(srv, "bob@example.test")  # a slot is free again
+        await second.quit()
+    assert srv.connection_count == 4
+    assert srv.connections[2].transcript == [
+        "S: 421 4.7.0 Too many concurrent connections, try again later",
+        "S: (connection closed)",
+    ]
+    assert srv.deliveries_to("bob@example.test") == 1

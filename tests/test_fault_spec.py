@@ -172,6 +172,7 @@ def test_durations_and_sizes() -> None:
         ('mail="550 unterminated', '"550 unterminated', "no closing"),
         ("size=lots", "lots", "not a size"),
         ("maxrcpt=0", "0", "at least 1"),
+        ("maxconn=x", "x", "maxconn=N needs a whole number"),
         ("ratelimit=10", "10", "ratelimit=MESSAGES/DURATION"),
         ("ratelimit=10/0s", "10/0s", "longer than 0"),
         ("starttls=maybe", "maybe", "one of: on, off, required"),
@@ -268,6 +269,7 @@ def test_settings_describe_in_the_text_form_without_passwords() -> None:
     specs = [
         "size=10M",
         "maxrcpt=5 552 5.5.3 Too many",
+        "maxconn=3 554 5.7.1 Go away",
         "ratelimit=10/1m",
         "greylist=5m",
         "auth=alice:hunter2",

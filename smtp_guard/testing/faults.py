@@ -68,6 +68,8 @@ A reply whose text really ends with a word that looks like a modifier goes in do
     size=10M                 advertise SIZE 10485760 (K, M, G are powers of 1024) and refuse
                              larger messages with 552 5.3.4
     maxrcpt=50               452 4.5.3 for the 51st and later RCPT in one transaction
+    maxconn=2                a third connection open at once is greeted with 421 4.7.0 and
+                             closed (``maxconn=2 554 5.7.1 Go away`` answers that instead)
     ratelimit=10/60s         450 4.2.1 at MAIL once 10 messages arrived in the last 60 s
                              (``ratelimit=10/60s 421 4.7.0 Slow down`` replies that instead;
                              421 also closes the connection)
@@ -83,8 +85,9 @@ A reply whose text really ends with a word that looks like a modifier goes in do
     seed=42                  seed of the server's RNG (default 0)
 
 Each setting is also a :class:`~smtp_guard.testing.FaultServer` keyword (``size_limit``,
-``max_recipients``, ``rate_limit=RateLimit(10, 60)``, ``greylist``, ``credentials={...}``,
-``auth_requires_tls``, ``starttls``, ``implicit_tls``, ``pipelining``, ``seed``).
+``max_recipients``, ``max_connections``, ``rate_limit=RateLimit(10, 60)``, ``greylist``,
+``credentials={...}``, ``auth_requires_tls``, ``starttls``, ``implicit_tls``, ``pipelining``,
+``seed``).
 
 ``DURATION`` is a number with ``ms``, ``s``, ``m`` or ``h`` (a bare number is seconds).
 
@@ -161,6 +164,7 @@ _PATTERN_PHASES = frozenset({Phase.MAIL, Phase.RCPT, Phase.DATA, Phase.MESSAGE})
 SETTINGS: tuple[str, ...] = (
     "size",
     "maxrcpt",
+    "maxconn",
     "ratelimit",
     "greylist",
     "auth",
@@ -456,6 +460,9 @@ class Settings:
     size_limit: int | None = None
     max_recipients: int | None = None
     max_recipients_reply: str = "452 4.5.3 Too many recipients"
+    #: At most this many connections at once; the next is greeted with the reply and closed.
+    max_connections: int | None = None
+    max_connections_reply: str = "421 4.7.0 Too many concurrent connections, try again later"
     rate_limit: RateLimit | None = None
     greylist: float | None = None
     #: Valid credentials, user -> password. Non-empty: AUTH is offered and required for MAIL.
@@ -474,11 +481,13 @@ class Settings:
             raise bad("size_limit", "must be at least 1 byte")
         if self.max_recipients is not None and self.max_recipients < 1:
             raise bad("max_recipients", "must be at least 1")
+        if self.max_connections is not None and self.max_connections < 1:
+            raise bad("max_connections", "must be at least 1")
         if self.greylist is not None and self.greylist < 0:
             raise bad("greylist", "the period cannot be negative")
         if self.starttls not in ("off", "on", "required"):
             raise bad("starttls", f"{self.starttls!r} is not one of 'off', 'on', 'required'")
-        for name in ("max_recipients_reply",):
+        for name in ("max_recipients_reply", "max_connections_reply"):
             try:
                 _check_reply(getattr(self, name))
             except ValueError as exc:
@@ -496,6 +505,10 @@ class Settings:
             default = Settings.max_recipients_reply
             extra = "" if self.max_recipients_reply == default else f" {self.max_recipients_reply}"
             lines.append(f"maxrcpt={self.max_recipients}{extra}")
+        if self.max_connections is not None:
+            default = Settings.max_connections_reply
+            reply = self.max_connections_reply
+            lines.append(f"maxconn={self.max_connections}{'' if reply == default else ' ' + reply}")
         if self.rate_limit is not None:
             limit = self.rate_limit
             extra = "" if limit.reply == RateLimit.reply else f" {limit.reply}"
@@ -698,7 +711,7 @@ def _parse_setting(  # noqa: PLR0911, PLR0912 (one branch per setting reads as a
 ) -> tuple[str, object]:
     word, _, reply = value.partition(" ")
     reply = reply.strip()
-    if reply and key not in ("maxrcpt", "ratelimit"):
+    if reply and key not in ("maxrcpt", "maxconn", "ratelimit"):
         shown = "(the value)" if key == "auth" else reply
         raise _fail(spec, shown, f"{key}= takes one value and no reply text")
     try:
@@ -706,12 +719,13 @@ def _parse_setting(  # noqa: PLR0911, PLR0912 (one branch per setting reads as a
             _check_reply(reply)
         if key == "size":
             return "size_limit", parse_size(word)
-        if key == "maxrcpt":
+        if key in ("maxrcpt", "maxconn"):
             if not word.isdigit() or int(word) < 1:
-                raise ValueError("maxrcpt=N needs a whole number of at least 1")
+                raise ValueError(f"{key}=N needs a whole number of at least 1")
+            name = "max_recipients" if key == "maxrcpt" else "max_connections"
             if reply:
-                return "max_recipients", (int(word), reply)
-            return "max_recipients", int(word)
+                return name, (int(word), reply)
+            return name, int(word)
         if key == "ratelimit":
             count, slash, window = word.partition("/")
             if not slash or not count.isdigit() or int(count) < 1:
@@ -775,8 +789,8 @@ def parse_faults(
         name, value = parsed
         if name == "credentials" and isinstance(value, dict):
             value = {**settings.credentials, **value}
-        if name == "max_recipients" and isinstance(value, tuple):
-            settings = settings.replace(max_recipients=value[0], max_recipients_reply=value[1])
+        if name in ("max_recipients", "max_connections") and isinstance(value, tuple):
+            settings = settings.replace(**{name: value[0], f"{name}_reply": value[1]})
             continue
         settings = settings.replace(**{name: value})
     return tuple(faults), settings

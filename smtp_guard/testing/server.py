@@ -267,6 +267,9 @@ class _FaultSMTP(SMTP):
             return
         if not self._greeted:
             self._greeted = True
+            if self.owner._too_many_connections():
+                await self._write(f"{self.owner.settings.max_connections_reply}\r\n".encode())
+                self._drop()
             fault = self.owner._pick(Phase.CONNECT, ())
             if fault is not None and await self._act(fault):
                 self._refusing = (fault.wire_bytes() or b"").startswith(b"5")
@@ -565,6 +568,7 @@ class FaultServer:
         hostname: str = "fault-smtp.test",
         size_limit: int | None = None,
         max_recipients: int | None = None,
+        max_connections: int | None = None,
         rate_limit: RateLimit | None = None,
         greylist: float | None = None,
         credentials: Mapping[str, str] | None = None,
@@ -589,6 +593,7 @@ class FaultServer:
         overrides: dict[str, object] = {
             "size_limit": size_limit,
             "max_recipients": max_recipients,
+            "max_connections": max_connections,
             "rate_limit": rate_limit,
             "greylist": greylist,
             "auth_requires_tls": auth_requires_tls,
@@ -817,6 +822,11 @@ class FaultServer:
             f"451 4.7.1 <{rcpt}>: Recipient address rejected: Greylisted, "
             f"try again in {wait} seconds"
         )
+
+    def _too_many_connections(self) -> bool:
+        limit = self.settings.max_connections
+        with self._lock:
+            return limit is not None and len(self._active) > limit
 
     def _rate_limited(self) -> str | None:
         limit = self.settings.rate_limit
