@@ -349,10 +349,13 @@ async def test_connection_limit_greets_the_extra_connection_with_421() -> None:
         with pytest.raises(aiosmtplib.SMTPConnectResponseError) as caught:
             await send(srv, "bob@example.test")
         assert caught.value.code == 421
+        # the third was turned away, but it was open for a moment
+        assert (srv.open_connections, srv.peak_connections) == (2, 3)
         await first.quit()
         await send(srv, "bob@example.test")  # a slot is free again
         await second.quit()
     assert srv.connection_count == 4
+    assert srv.peak_connections == 3
     assert srv.connections[2].transcript == [
         "S: 421 4.7.0 Too many concurrent connections, try again later",
         "S: (connection closed)",

@@ -628,6 +628,7 @@ class FaultServer:
         self._transactions: list[Transaction] = []
         self._connections: list[ConnectionRecord] = []
         self._active: set[_FaultSMTP] = set()
+        self._peak = 0
         self._greylist_seen: dict[tuple[str, str, str], float] = {}
         self._deliveries: deque[float] = deque()
         self._clock_offset = 0.0
@@ -777,6 +778,7 @@ class FaultServer:
         with self._lock:
             self._connections.append(record)
             self._active.add(protocol)
+            self._peak = max(self._peak, len(self._active))
         return protocol
 
     def _detach(self, protocol: _FaultSMTP) -> None:
@@ -875,6 +877,18 @@ class FaultServer:
             return len(self._connections)
 
     @property
+    def open_connections(self) -> int:
+        """How many connections are open right now."""
+        with self._lock:
+            return len(self._active)
+
+    @property
+    def peak_connections(self) -> int:
+        """The most connections that were open at the same time (e.g. to check a pool size)."""
+        with self._lock:
+            return self._peak
+
+    @property
     def transcript(self) -> list[str]:
         """All transcript lines of all connections, in connection order."""
         return [line for c in self.connections for line in list(c.transcript)]
@@ -894,6 +908,7 @@ class FaultServer:
         with self._lock:
             self._transactions.clear()
             self._connections.clear()
+            self._peak = len(self._active)
         for state in self._state:
             state.hits = 0
         self._greylist_seen.clear()
