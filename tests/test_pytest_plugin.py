@@ -118,6 +118,7 @@ def test_bad_marker_fails_the_test_with_the_parser_message(pytester: pytest.Pyte
         consecutive=False,
     )
     assert "Traceback" not in result.stdout.str()
+    assert "During handling" not in result.stdout.str()
 
 
 def test_factory_starts_more_servers_and_stops_them(pytester: pytest.Pytester) -> None:

@@ -49,12 +49,15 @@ def pytest_configure(config: pytest.Config) -> None:
 def _start(faults: tuple[Any, ...], settings: dict[str, Any]) -> FaultServer:
     from smtp_guard.testing.server import FaultServer  # noqa: PLC0415 - needs aiosmtpd
 
+    problem = ""
     try:
         server = FaultServer(*faults, **settings)
     except FaultSpecError as exc:
-        pytest.fail(f"@pytest.mark.{MARKER}: {exc.message}", pytrace=False)
+        problem = exc.message
     except TypeError as exc:
-        pytest.fail(f"@pytest.mark.{MARKER}: {exc}", pytrace=False)
+        problem = str(exc)
+    if problem:  # outside the except block, so pytest shows one line and no chained traceback
+        pytest.fail(f"@pytest.mark.{MARKER}: {problem}", pytrace=False)
     return server.start()
 
 
