@@ -476,3 +476,10 @@ async def test_cancelled_waiters_do_not_leak_slots(server: FaultServer) -> None:
         # the pool still works, one slot at a time
         await send_many(mailer, 3, "after")
     assert sum(1 for t in server.messages if t.recipients[0].startswith("after")) == 3
+
+
+def test_sync_mailer_bad_arguments_leave_no_thread() -> None:
+    before = threading.active_count()
+    with pytest.raises(InvalidInput, match="pool_size"):
+        SyncMailer(hostname="127.0.0.1", port=1, pool_size=0)
+    assert threading.active_count() == before
