@@ -43,6 +43,7 @@ __all__ = [
     "BY_PHASE_AND_CODE",
     "ENHANCED",
     "ENHANCED_SUBJECT",
+    "ENHANCED_SUBJECT_BY_PHASE",
     "GENERIC_CODES",
     "OVERRIDING_SUBJECTS",
     "STRONG_WORDS",
@@ -207,6 +208,10 @@ STRONG_WORDS: tuple[WordRule, ...] = (
             "address that has been blacklisted",
             "user in blacklist",
             "in my blacklist",
+            "sender address rejected access denied",
+            "{permission|not allowed|not authorized} to send as",
+            "sendasdenied",
+            "recipient {doesn't|does not} want your mail",
         ),
     ),
     WordRule(
@@ -220,6 +225,9 @@ STRONG_WORDS: tuple[WordRule, ...] = (
             "from: domain is invalid",
             "invalid recipient address",
             "invalid address",
+            "sender verify failed",
+            "verification failed for",
+            "single label {domain|domains}",
         ),
     ),
     WordRule(
@@ -279,6 +287,14 @@ STRONG_WORDS: tuple[WordRule, ...] = (
             "dynamic ips",
             "residential ip",
             "spam statistics",
+            "sperrliste",
+            "{schwarze|schwarzen} liste",
+            "liste noire",
+            "{lista negra|lista nera}",
+            "{czarna|czarnej} {lista|liście}",
+            "{černé|cerne} {listině|listine}",
+            "blacklistu",
+            "{черный|чёрный|черном|чёрном} {список|списке}",
         ),
     ),
     WordRule(
@@ -359,6 +375,16 @@ STRONG_WORDS: tuple[WordRule, ...] = (
             "reached disk quota",
             "exceed maximum allowed storage",
             "space has been used up",
+            "quota {überschritten|ueberschritten|dépassé|depasse|excedida|excedido}",
+            "quota {superata|przekroczona|překročena}",
+            "{cuota|cota} excedida",
+            "caixa [postal|de correio] cheia",
+            "{mailbox|postvak|postbus} [is] vol",
+            "переполнен",
+            "квота превышена",
+            "превышена квота",
+            "邮箱已满",
+            "邮箱空间不足",
         ),
     ),
     WordRule(
@@ -383,6 +409,13 @@ STRONG_WORDS: tuple[WordRule, ...] = (
             "taille limite",
             "zu {groß|gross}",
             "příliš {velká|velký|velkou}",
+            "trop {volumineux|gros}",
+            "demasiado grande",
+            "troppo grande",
+            "muito grande",
+            "{zbyt|za} {duża|duży}",
+            "слишком {большое|большой}",
+            "邮件过大",
         ),
     ),
     WordRule(
@@ -409,6 +442,21 @@ STRONG_WORDS: tuple[WordRule, ...] = (
             "too {many|frequent} {connections|connects|sessions|messages|mails}",
             "number of sessions",
             "too many concurrent sessions",
+            "too many concurrent [smtp] {connections|sessions}",
+            "too many [smtp] connections",
+            "zu viele {verbindungen|nachrichten|mails|e mails}",
+            "trop de {messages|courriels|mails}",
+            "demasiadas conexiones",
+            "demasiados {mensajes|correos}",
+            "troppe connessioni",
+            "troppi messaggi",
+            "příliš mnoho {zpráv|spojení|připojení}",
+            "слишком много {соединений|подключений|писем|сообщений}",
+            "频率过高",
+            "过于频繁",
+            "发送频率",
+            "hl {icc|ifc}",
+            "mi {dmc|sfq}",
             "too quickly",
             "too fast",
             "rate limit",
@@ -448,6 +496,13 @@ STRONG_WORDS: tuple[WordRule, ...] = (
             "multiple destination domains per transaction",
             "separate transaction",
             "allow rcpt",
+            "zu viele empfänger",
+            "trop de destinataires",
+            "demasiados destinatarios",
+            "troppi destinatari",
+            "příliš mnoho příjemců",
+            "слишком много получателей",
+            "rp drc",
         ),
     ),
     WordRule(
@@ -519,6 +574,15 @@ STRONG_WORDS: tuple[WordRule, ...] = (
             "surbl",
             "bulk email",
             "bulk e-mail",
+            "{indésirable|indesirable|indésirables|indesirables}",
+            "pourriel",
+            "no deseado",
+            "indesiderata",
+            "indesejada",
+            "{niechciana|niechcianą}",
+            "ongewenste",
+            "垃圾邮件",
+            "dt spm",
         ),
     ),
     WordRule(
@@ -534,6 +598,39 @@ STRONG_WORDS: tuple[WordRule, ...] = (
             " {disabled|not enabled|not available}",
             "{authentication|auth} not {enabled|available|supported|allowed}",
         ),
+    ),
+    WordRule(
+        "relay_denied",
+        C.RELAY_DENIED,
+        (
+            "{relay|relaying} [access] [is] {denied|prohibited}",
+            "{relay|relaying} [is] not {permitted|allowed}",
+            "unable to relay",
+            "not {permitted|allowed|configured} to [let] [you] relay",
+            "open relay",
+            "as a relay",
+            "list of allowed {hosts|rcpthosts}",
+            "allowed rcpthosts",
+            "denies relay",
+            "unauthorized relay",
+            "credentials for relay",
+            "mail relay denied",
+            "we do not relay",
+            "insecure mail relay",
+            "not allowed to relay",
+            "relay through this machine",
+            "{relay|relaying} disabled",
+        ),
+    ),
+    WordRule(
+        "user_not_local",
+        C.USER_NOT_LOCAL,
+        (
+            "user not local",
+            "{user|recipient|mailbox|address} is not local",
+            "not local please try",
+        ),
+        PERMANENT,
     ),
     WordRule(
         "mailbox_disabled",
@@ -559,6 +656,16 @@ STRONG_WORDS: tuple[WordRule, ...] = (
             "{temporary|temporarily} locked",
             "frozen",
             "suspend the service",
+            "{désactivé|désactivée|desactive|desactivee|suspendu|suspendue}",
+            "{desactivada|suspendida|deshabilitada|desativada|suspensa}",
+            "{disattivata|disattivato|sospesa|sospeso}",
+            "{zablokowane|zawieszone|zablokowana|zawieszona}",
+            "{zablokována|zablokovana|deaktivována|deaktivovana}",
+            "{ящик|аккаунт|пользователь|адрес} {заблокирован|отключен}",
+            "已停用",
+            "已冻结",
+            "被冻结",
+            "已被锁定",
         ),
         ANY_CLASS,
         NOT_MAIL,
@@ -638,31 +745,55 @@ STRONG_WORDS: tuple[WordRule, ...] = (
             "not [a] user of this server",
             "no {correct|valid} recipients",
             "{don't|doesn't} exists",
+            "{account|mailbox|address|user} [has] [been] {deleted|removed}",
+            "{address|email address|e-mail address} not found",
+            "{recipient|address|user|mailbox} [is] not valid",
+            "{nonexistent|non-existent} {address|mailbox|recipient|account}",
+            "undeliverable address",
+            "unbekannter {empfänger|benutzer|nutzer}",
+            "unbekannte {empfängeradresse|adresse|e mail adresse}",
+            "{postfach|empfänger|benutzer|konto} nicht gefunden",
+            "{ungültige|ungueltige} {empfängeradresse|empfaengeradresse}",
+            "{adresse|boîte|boite|compte} [aux lettres] {inconnue|inconnu|introuvable}",
+            "{adresse|boîte|boite|compte} [aux lettres] {inexistante|inexistant}",
+            "{destinataire|utilisateur} introuvable",
+            "{destinatario|dirección|direccion|cuenta|buzón|buzon} {desconocido|desconocida}",
+            "{destinatario|dirección|direccion|cuenta|buzón|buzon} inexistente",
+            "usuario inexistente",
+            "{usuário|usuario|utilizador|destinatário|conta|endereço} {desconhecido|inexistente}",
+            "{não|nao} existe",
+            "{utente|indirizzo|casella|destinatario} {inesistente|sconosciuto}",
+            "non esiste",
+            "{onbekende|ongeldige} {gebruiker|ontvanger}",
+            "{gebruiker|ontvanger|adres} onbekend",
+            "bestaat niet",
+            "nieznany {użytkownik|adres|odbiorca}",
+            "{użytkownik|odbiorca} nieznany",
+            "{neznámý|neznamy} {uživatel|uzivatel|příjemce|prijemce|adresát}",
+            "{neznámá|neznama} adresa",
+            "{neznámy|neznamy} {používateľ|pouzivatel|príjemca}",
+            "не найден",
+            "не найдено",
+            "неизвестный {пользователь|адрес|получатель}",
+            "несуществующий",
+            "не існує",
+            "не знайдено",
+            "{kullanıcı|kullanici|alıcı|alici} bulunamadı",
+            "{okänd|ukendt|ukjent} {mottagare|modtager|mottaker|användare|bruger|bruker}",
+            "finns inte",
+            "findes ikke",
+            "finnes ikke",
+            "用户不存在",
+            "收件人不存在",
+            "邮箱不存在",
+            "帐户不存在",
+            "账户不存在",
+            "地址不存在",
+            "用戶不存在",
+            "存在しません",
         ),
         ANY_CLASS,
         NOT_AUTH,
-    ),
-    WordRule(
-        "relay_denied",
-        C.RELAY_DENIED,
-        (
-            "{relay|relaying} [access] [is] {denied|prohibited}",
-            "{relay|relaying} [is] not {permitted|allowed}",
-            "unable to relay",
-            "not {permitted|allowed|configured} to [let] [you] relay",
-            "open relay",
-            "as a relay",
-            "list of allowed {hosts|rcpthosts}",
-            "allowed rcpthosts",
-            "denies relay",
-            "unauthorized relay",
-            "credentials for relay",
-            "mail relay denied",
-            "we do not relay",
-            "insecure mail relay",
-            "not allowed to relay",
-            "relay through this machine",
-        ),
     ),
 )
 
@@ -734,6 +865,7 @@ WEAK_WORDS: tuple[WordRule, ...] = (
             "unauthenticated commands",
             "smtp authentication",
             "{login|log in} first",
+            "not logged in",
         ),
     ),
     WordRule(
@@ -947,6 +1079,7 @@ WORDS: tuple[WordRule, ...] = STRONG_WORDS + WEAK_WORDS
 #: catch-all details (X.0.0, X.1.0, X.2.0, X.3.0, X.4.0, X.5.0, X.5.1, X.6.0, X.7.0, X.7.1)
 #: are left to the words and the basic code. Detail meanings: RFC 3463 unless noted.
 _AUTH_CODES = frozenset({454, 500, 501, 530, 534, 535, 538})
+_NOT_551 = frozenset(range(200, 600)) - {551}
 # Where the basic code itself is precise (502, 503, 504, 53x), a syntax detail does not override.
 _SYNTAX_CODES = frozenset({451, 500, 501, 550, 553, 554, 555})
 ENHANCED: MappingProxyType[tuple[int, int], tuple[C, frozenset[int] | None]] = MappingProxyType(
@@ -955,7 +1088,9 @@ ENHANCED: MappingProxyType[tuple[int, int], tuple[C, frozenset[int] | None]] = M
         (1, 2): (C.HOST_UNKNOWN, None),  # Bad destination system address
         (1, 3): (C.BAD_ADDRESS, None),  # Bad destination mailbox address syntax
         (1, 4): (C.MAILBOX_UNAVAILABLE, None),  # Destination mailbox address ambiguous
-        (1, 6): (C.MAILBOX_UNKNOWN, None),  # Destination mailbox has moved, no forwarding
+        # Destination mailbox has moved, no forwarding address. A 551 ("User not local;
+        # please try <forward-path>") names the new address: left to the basic code.
+        (1, 6): (C.MAILBOX_UNKNOWN, _NOT_551),
         (1, 7): (C.BAD_ADDRESS, None),  # Bad sender's mailbox address syntax
         (1, 8): (C.BAD_ADDRESS, None),  # Bad sender's system address
         (1, 10): (C.DOMAIN_NOT_ACCEPTING, None),  # Recipient address has null MX (RFC 7505)
@@ -1038,6 +1173,15 @@ ENHANCED_SUBJECT: MappingProxyType[tuple[int, int], C] = MappingProxyType(
 )
 
 
+#: Where the phase says whose address an addressing status is about: in answer to RCPT TO,
+#: an unspecific X.1.x ("550 5.1.0 Address rejected") refuses the recipient's mailbox.
+ENHANCED_SUBJECT_BY_PHASE: MappingProxyType[tuple[P, int, int], C] = MappingProxyType(
+    {
+        (P.RCPT, 5, 1): C.MAILBOX_UNKNOWN,
+    }
+)
+
+
 # --------------------------------------------------------------------------- 5. basic code
 
 #: RFC 5321 4.2.2/4.2.3, RFC 4954 (432, 454, 530, 534, 535, 538), RFC 7504 (521, 556).
@@ -1101,10 +1245,16 @@ _WIDE_PUNCTUATION = {
 }
 
 
+# Chinese and Japanese write words without spaces between them: each ideograph or kana is
+# taken as a word of its own, so a phrase such as "用户不存在" (no such user) is found inside
+# a longer sentence as the sequence of its characters.
+_CJK = re.compile("([\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff])")
+
+
 def words_of(lowered: str) -> list[bytes]:
     """The words of a lower-cased text, as UTF-8 byte strings."""
     if not lowered.isascii():
-        lowered = lowered.translate(_WIDE_PUNCTUATION)
+        lowered = _CJK.sub(r" \1 ", lowered.translate(_WIDE_PUNCTUATION))
     return lowered.encode("utf-8", "surrogatepass").translate(_SEPARATOR_BYTES).split()
 
 

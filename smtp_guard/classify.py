@@ -77,12 +77,16 @@ def _by_enhanced(code: int, enhanced: str, phase: Phase | None) -> Category | No
     return None
 
 
-def _by_subject(code: int, enhanced: str) -> Category | None:
+def _by_subject(code: int, enhanced: str, phase: Phase | None) -> Category | None:
     """Step 4: the enhanced class and subject, where the basic code says little."""
     status_class, subject, _ = _enhanced_parts(enhanced)
     refines = code in _rules.GENERIC_CODES or subject in _rules.OVERRIDING_SUBJECTS
     if status_class != code // 100 or not refines:
         return None
+    if phase is not None:
+        by_phase = _rules.ENHANCED_SUBJECT_BY_PHASE.get((phase, status_class, subject))
+        if by_phase is not None:
+            return by_phase
     return _rules.ENHANCED_SUBJECT.get((status_class, subject))
 
 
@@ -106,7 +110,7 @@ def _decide(code: int, enhanced: str | None, tokens: list[bytes], phase: Phase |
     if found is None and rule is not None:  # 3. the server's other words
         found = rule.category
     if found is None and enhanced is not None:  # 4. enhanced class and subject
-        found = _by_subject(code, enhanced)
+        found = _by_subject(code, enhanced, phase)
     return found if found is not None else _by_code(code, phase)  # 5. the basic code
 
 

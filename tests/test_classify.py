@@ -28,6 +28,7 @@ from smtp_guard.errors import (
     ReplyError,
     TooManyRecipients,
     TransientError,
+    UserNotLocal,
     category_class,
 )
 from smtp_guard.replies import MAX_RETRY_AFTER, parse_retry_after, split_enhanced
@@ -199,6 +200,30 @@ def test_a_bare_code_falls_back_to_the_rfc_meaning(code: int, category: Category
         (550, "Адрес не существует", "rcpt", Category.MAILBOX_UNKNOWN),
         (550, "Destinataire inconnu", "rcpt", Category.MAILBOX_UNKNOWN),
         (554, "Сообщение похоже на спам", "message", Category.SPAM_REJECTED),
+        (550, "Destinatario sconosciuto: utente inesistente", "rcpt", Category.MAILBOX_UNKNOWN),
+        (550, "Usuário inexistente", "rcpt", Category.MAILBOX_UNKNOWN),
+        (550, "Пользователь не найден", "rcpt", Category.MAILBOX_UNKNOWN),
+        (550, "该用户不存在", "rcpt", Category.MAILBOX_UNKNOWN),
+        (552, "收件人邮箱已满", "rcpt", Category.MAILBOX_FULL),
+        (
+            554,
+            "DT:SPM 163 mx14,abc,please see http://mail.163.com/",
+            "message",
+            Category.SPAM_REJECTED,
+        ),
+        (421, "Zu viele Verbindungen von Ihrer IP", "connect", Category.RATE_LIMITED),
+        (550, "Votre IP est sur liste noire", "connect", Category.BLOCKLISTED),
+        # RCPT answered with an unspecific addressing status refuses the recipient's mailbox.
+        (550, "#5.1.0 Address rejected.", "rcpt", Category.MAILBOX_UNKNOWN),
+        (550, "5.1.0 Address rejected.", "mail", Category.BAD_ADDRESS),
+        # A relay refusal never reads as a disabled mailbox.
+        (550, "Relay Disabled", "rcpt", Category.RELAY_DENIED),
+        (
+            550,
+            "5.7.1 <a@example.com>: Sender address rejected: Access denied",
+            "rcpt",
+            Category.POLICY_REJECTED,
+        ),
         # Nothing known: the basic code, or OTHER for a code no RFC defines.
         (559, "whatever", None, Category.OTHER),
         (250, "OK", None, Category.OTHER),
@@ -209,6 +234,25 @@ def test_rules(code: int, text: str, phase: str | None, category: Category) -> N
 
 
 # --------------------------------------------------------------------------- permanence
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "5.1.6 User not local; please try <bob@elsewhere.example>",
+        "User not local; please try <bob@elsewhere.example>",
+        "5.1.6 please try <bob@elsewhere.example>",
+        "5.1.1 The user is not local; please try <bob@elsewhere.example>",
+    ],
+)
+def test_551_user_not_local_keeps_the_forward_path(text: str) -> None:
+    """RFC 5321 3.4: a 551 names where the user now is; X.1.6 (moved) must not hide it."""
+    assert classify(551, text, "rcpt").category is Category.USER_NOT_LOCAL
+    error = error_from_reply(551, text, "rcpt")
+    assert isinstance(error, UserNotLocal)
+    assert error.forward_path == "bob@elsewhere.example"
+    # Without the 551, X.1.6 still says the mailbox moved and left no address.
+    assert classify(550, "5.1.6 Mailbox has moved", "rcpt").category is Category.MAILBOX_UNKNOWN
 
 
 def test_permanence_follows_the_code() -> None:
@@ -308,7 +352,10 @@ def test_error_from_reply_keeps_retry_after_and_auth_class() -> None:
 def test_corpus_is_well_formed() -> None:
     rows = DEV + HELD_OUT
     assert len(rows) >= 400
-    assert len(HELD_OUT) / len(rows) == pytest.approx(0.30, abs=0.02)
+    # The first four batches were split 70/30; the fifth (B2's, tests/data/README.md) went to
+    # dev only, so the held-out share is now lower. It keeps at least its 168 rows.
+    assert len(HELD_OUT) >= 168
+    assert 0.20 <= len(HELD_OUT) / len(rows) <= 0.32
     keys = [(row.code, row.text.strip().lower()) for row in rows]
     assert len(keys) == len(set(keys)), "a reply is in the corpus twice"
     for row in rows:
@@ -428,6 +475,9 @@ def test_words_are_cut_alike_for_ascii_and_other_scripts() -> None:
         "не".encode(),
         "существует".encode(),
     ]
+    # Chinese and Japanese: one word per ideograph or kana, so phrases match inside sentences.
+    assert _rules.words_of("550 该用户不存在") == [b"550", *(c.encode() for c in "该用户不存在")]
+    assert _rules.expand("用户不存在") == (tuple(c.encode() for c in "用户不存在"),)
 
 
 # --------------------------------------------------------------------------- purity
