@@ -162,3 +162,14 @@ def test_importing_the_plugin_does_not_need_aiosmtpd() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert out.stdout.strip() == "lazy"
+
+
+def test_testing_package_reexports_the_retry_switch() -> None:
+    import smtp_guard.policy  # noqa: PLC0415
+    import smtp_guard.testing  # noqa: PLC0415
+
+    assert smtp_guard.testing.no_wait is smtp_guard.policy.no_wait
+    assert smtp_guard.testing.set_testing is smtp_guard.policy.set_testing
+    assert sorted(smtp_guard.testing.__all__) == list(smtp_guard.testing.__all__)
+    for name in smtp_guard.testing.__all__:
+        assert getattr(smtp_guard.testing, name) is not None
