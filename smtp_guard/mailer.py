@@ -36,12 +36,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.message
-import inspect
 import math
 import ssl
 import threading
-import types
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Coroutine, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -65,34 +63,6 @@ __all__ = ["Mailer", "SyncMailer"]
 
 T = TypeVar("T")
 Message = email.message.EmailMessage | email.message.Message | str | bytes
-Transact = Callable[..., Awaitable[TransactionResult]]
-
-
-def _deliver_using(transact: Transact) -> Callable[..., Awaitable[SendResult]]:
-    """The client's retry loop (``client._deliver.deliver``) running ``transact`` per transaction.
-
-    Uses ``deliver(..., transaction=...)`` when the client offers that parameter. Until then,
-    a copy of ``deliver`` and ``_attempt`` whose global ``run_transaction`` is ``transact``:
-    the same code objects (nothing re-implemented), only that one name bound differently.
-    """
-    if "transaction" in inspect.signature(_deliver.deliver).parameters:
-        plain: Callable[..., Awaitable[SendResult]] = _deliver.deliver
-
-        async def deliver_with(*args: Any, **kwargs: Any) -> SendResult:
-            return await plain(*args, transaction=transact, **kwargs)
-
-        return deliver_with
-    namespace = dict(vars(_deliver))
-    namespace["run_transaction"] = transact
-    for name in ("_attempt", "deliver"):
-        original = getattr(_deliver, name)
-        copy = types.FunctionType(
-            original.__code__, namespace, name, original.__defaults__, original.__closure__
-        )
-        copy.__kwdefaults__ = original.__kwdefaults__
-        namespace[name] = copy
-    made: Callable[..., Awaitable[SendResult]] = namespace["deliver"]
-    return made
 
 
 def _positive_int(value: object, name: str) -> int:
@@ -189,7 +159,6 @@ class Mailer:
             idle_check=_positive_number(idle_check, "idle_check", zero=True),
             limit=lambda: self.concurrency.limit,
         )
-        self._deliver = _deliver_using(self._transaction)
         self._closed = False
 
     def __repr__(self) -> str:
@@ -253,12 +222,13 @@ class Mailer:
             recipients=list(envelope.original.values()),
             server=self.params.server,
         )
-        result: SendResult = await self._deliver(
+        result: SendResult = await _deliver.deliver(
             envelope,
             acquire=self._acquire,
             release=self._pool.release,
             policy=policy or self.policy,
             tracker=tracker,
+            transaction=self._transaction,
         )
         return result
 
