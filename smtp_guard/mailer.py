@@ -15,7 +15,7 @@ retry loop and input checks, over connections opened by the client's own ``open_
   ``max_messages_per_connection`` transactions or ``max_connection_age`` seconds, or when
   broken; checked with NOOP after ``idle_check`` seconds idle; all closed on exit, with QUIT
   on a clean exit and at once on an error or cancellation);
-- **pipelining** (RFC 2920; :mod:`smtp_guard.pipelining`) where the server advertises it,
+- **pipelining** (RFC 2920; :mod:`smtp_guard._pipelining`) where the server advertises it,
   unless ``pipelining=False``: MAIL, the RCPTs and DATA in one write, and, once a message's
   final "." is written, the next message's commands go out on the same connection before its
   reply arrives (about one round trip per message instead of four);
@@ -47,6 +47,7 @@ from aiosmtplib.smtp import DEFAULT_TIMEOUT
 from aiosmtplib.typing import SMTPTokenGenerator, SocketPathType
 
 from smtp_guard import hooks
+from smtp_guard._pipelining import pipelined_transaction
 from smtp_guard._pool import Pool, PoolStats
 from smtp_guard._ratelimit import AIMDLimit, TokenBucket, is_throttle
 from smtp_guard.client import _deliver
@@ -56,7 +57,6 @@ from smtp_guard.client._transaction import run_transaction as run_stepwise
 from smtp_guard.client._validate import Envelope, make_envelope
 from smtp_guard.client.result import SendResult
 from smtp_guard.errors import InvalidInput
-from smtp_guard.pipelining import pipelined_transaction
 from smtp_guard.policy import RetryPolicy
 
 __all__ = ["Mailer", "SyncMailer"]

@@ -18,6 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from smtp_guard._enums import Phase
+from smtp_guard._pipelining import ReplyParser, pipelined_transaction, run_pipelined
 from smtp_guard.client._connect import Connection, ConnectParams, open_connection
 from smtp_guard.client._validate import make_envelope
 from smtp_guard.errors import (
@@ -35,7 +36,6 @@ from smtp_guard.errors import (
     TransientError,
 )
 from smtp_guard.mailer import Mailer
-from smtp_guard.pipelining import ReplyParser, pipelined_transaction, run_pipelined
 from smtp_guard.testing.server import FaultServer
 
 MESSAGE = b"From: a@sender.test\r\nTo: b@rcpt.test\r\nSubject: hi\r\n\r\nHello.\r\n"
