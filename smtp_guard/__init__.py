@@ -35,6 +35,7 @@ from smtp_guard.errors import (
     ConnectTimeout,
     DeliveryUncertain,
     DomainNotAccepting,
+    ExtensionNotSupported,
     Greylisted,
     HostUnknown,
     InsecureConnection,
@@ -76,6 +77,10 @@ from smtp_guard.i18n import (
     explain,
     explanation_id,
 )
+from smtp_guard.mailer import (
+    Mailer,
+    SyncMailer,
+)
 from smtp_guard.policy import (
     RetryDecision,
     RetryPolicy,
@@ -108,6 +113,7 @@ __all__ = [
     "DeliveryUncertain",
     "DomainNotAccepting",
     "EnhancedStatus",
+    "ExtensionNotSupported",
     "Greylisted",
     "HostUnknown",
     "InsecureConnection",
@@ -119,6 +125,7 @@ __all__ = [
     "MailboxFull",
     "MailboxNotFound",
     "MailboxUnavailable",
+    "Mailer",
     "MessageTooLarge",
     "PermanentError",
     "Phase",
@@ -141,6 +148,7 @@ __all__ = [
     "ServiceUnavailable",
     "SpamRejected",
     "StorageExceeded",
+    "SyncMailer",
     "TLSFailed",
     "TLSRequired",
     "TooManyRecipients",
