@@ -51,6 +51,11 @@ def test_valid_addresses(given: str, mailbox: str) -> None:
         "a@" + "b" * 260 + ".org",
         "",
         "   ",
+        "0@\x850",  # NEL: a line break to str.splitlines and some MTAs
+        "a\u2028b@c.org",
+        "a@b\u00a0c.org",  # no-break space
+        "a\u3000b@c.org",  # ideographic space
+        "Ann <a@b\u2029.org>",
     ],
 )
 def test_invalid_addresses(given: str) -> None:

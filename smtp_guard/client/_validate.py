@@ -41,7 +41,8 @@ _DOMAIN = rf"{_LABEL}(?:\.{_LABEL})*\.?"
 _LITERAL = r"\[[\x21-\x5a\x5e-\x7e]+\]"
 _MAILBOX = re.compile(rf"(?:{_DOT_ATOM}|{_QUOTED})@(?:{_DOMAIN}|{_LITERAL})")
 _DISPLAY = re.compile(r"^(?P<name>[^<>\"]*|\"(?:[^\"\\]|\\.)*\")\s*<(?P<addr>[^<>]*)>$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# C0 and C1 controls and the Unicode line/paragraph separators: line breaks to some software.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _OPTION = re.compile(r"^[\x21-\x7e]+$")
 _MAX_LOCAL = 64  # RFC 5321 4.5.3.1.1
 _MAX_PATH = 254  # 256 octets of path minus the angle brackets
@@ -79,6 +80,11 @@ def check_address(address: object, what: str, *, allow_empty: bool = False) -> s
         raise InvalidInput(
             f"{what} {_shown(address)} is not one valid address (expected local@domain or "
             "'Name <local@domain>')"
+        )
+    if any(ch.isspace() for ch in mailbox if ch > "\x7f"):
+        raise InvalidInput(
+            f"{what} {_shown(address)} contains a non-ASCII space (e.g. U+00A0); "
+            "no address has one"
         )
     local = mailbox.rsplit("@", 1)[0]
     if len(local.encode("utf-8")) > _MAX_LOCAL:
