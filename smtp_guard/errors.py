@@ -52,18 +52,47 @@ The tree (``+`` marks an aiosmtplib or stdlib base mixed in, so existing handler
     ├── TLSFailed                        the TLS handshake or the certificate check failed
     ├── InsecureConnection               credentials would have gone over an unencrypted link
     ├── InvalidInput                     + ValueError: our input was refused before any byte went
+    ├── ExtensionNotSupported            + aiosmtplib.SMTPNotSupported: the server lacks an
+    │                                      extension this send needs (SMTPUTF8, AUTH, an AUTH
+    │                                      mechanism); permanent
     ├── ProtocolError                    the server sent something that is not an SMTP reply
     └── DeliveryUncertain                the final "." went out and no reply came back: the
                                            message may have been delivered; not retried unless
-                                           the caller opted in
+                                           the caller opted in. Also the aiosmtplib class
+                                           aiosmtplib raises there (see below)
 
 Every error carries ``permanent``, ``retry_after`` (seconds, or None), ``hint`` (one English
-sentence for the developer), ``attempts`` and ``history`` (earlier attempts' errors, oldest
-first). Reply errors add ``code``, ``message`` (the server's text as received, as aiosmtplib
+sentence for the developer), ``attempts``, ``history`` (earlier attempts' errors, oldest
+first) and ``delivered``: the recipients an earlier attempt (or an earlier transaction of the
+same attempt) already handed the message to, as the caller wrote them. A send that reached
+some recipients and then failed for the rest with a dropped connection, a timeout or another
+error that is not a reply says so here (and in ``str()``), so a caller never resends to them::
+
+    one@ ─ attempt 1: 250 ────────────────────────────► delivered
+    two@ ─ attempt 1: 451 ── attempt 2: connection lost ─► raised: ServerDisconnected
+                                                           .delivered == ("one@...",)
+
+Reply errors add ``code``, ``message`` (the server's text as received, as aiosmtplib
 gives it), ``text`` (the same without the enhanced status codes), ``enhanced``, ``category``,
 ``phase``, ``recipient`` and ``sender``. Every error pickles and unpickles to an equal one.
 No error ever holds a password, token or AUTH line: there is no field for one, and in a reply
 to AUTH, base64 tokens (a server echoing the refused line) are replaced by ``[redacted]``.
+
+DeliveryUncertain and aiosmtplib's classes. Where we raise DeliveryUncertain, aiosmtplib
+raises SMTPServerDisconnected (connection lost after the final ".") or SMTPReadTimeoutError
+(no reply in time). A DeliveryUncertain is *also* an instance of that class (``reason`` says
+which: ``"disconnected"``, ``"timeout"``; ``"bad_reply"`` for an unreadable reply, which is
+only an SMTPException), so ``except aiosmtplib.SMTPServerDisconnected`` / ``except
+ConnectionError`` / ``except TimeoutError`` clauses written for aiosmtplib keep catching what
+they caught before. The choice, weighed: if it were not, such a clause would silently stop
+catching it, and the error would escape code that handled it until now -- typically a loop
+over a batch, aborted with the remaining messages unsent, or a worker that crashes instead
+of recording the failure. If it is, a caller who blindly resends on ConnectionError may
+deliver the message twice -- exactly as they did with aiosmtplib; smtp_guard itself never
+resends it (unless ``retry_uncertain=True``). Keeping handlers working loses nothing that
+the caller had before; to treat it apart, put ``except DeliveryUncertain`` first. Our own
+"retry this" classes (ConnectionFailed, ServerDisconnected, SMTPTimeout, ReadTimeout) are
+never DeliveryUncertain, and the reverse.
 """
 
 from __future__ import annotations
@@ -71,7 +100,7 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar, Literal, cast
 
 import aiosmtplib
 
@@ -91,6 +120,7 @@ __all__ = [
     "ConnectionFailed",
     "DeliveryUncertain",
     "DomainNotAccepting",
+    "ExtensionNotSupported",
     "Greylisted",
     "HostUnknown",
     "InsecureConnection",
@@ -129,7 +159,7 @@ __all__ = [
 ]
 
 _MAX_SHOWN = 300  # characters of server text shown by str(); the full text stays in .message
-_MAX_RECIPIENTS_SHOWN = 5  # refused recipients named by RecipientsRefused's str()
+_MAX_RECIPIENTS_SHOWN = 5  # recipients named by str() (refused, or already delivered)
 _UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ud800-\udfff]")
 # A base64 token standing alone (between spaces, quotes or brackets).
 _BASE64_TOKEN = re.compile(r"(?<![^\s\"'<>()\[\]:])[A-Za-z0-9+/]{8,}={0,2}(?![^\s\"'<>()\[\],.;:])")
@@ -172,6 +202,17 @@ def _printable(text: str, limit: int = _MAX_SHOWN) -> str:
     return clean
 
 
+def _delivered_note(delivered: tuple[str, ...]) -> str:
+    """`` (already delivered to <a@x>, <b@y>)``, or nothing when nobody got the message."""
+    if not delivered:
+        return ""
+    shown = ", ".join(f"<{_printable(r, 200)}>" for r in delivered[:_MAX_RECIPIENTS_SHOWN])
+    more = len(delivered) - _MAX_RECIPIENTS_SHOWN
+    if more > 0:
+        shown += f" and {more} more"
+    return f" (already delivered to {shown})"
+
+
 def _as_text(value: str | bytes) -> str:
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
@@ -184,6 +225,8 @@ class SMTPGuardError(aiosmtplib.SMTPException):
     #: Whether doing the same thing again cannot succeed (class default; instances may differ).
     default_permanent: ClassVar[bool] = False
     default_hint: ClassVar[str] = "See the error text for details."
+    #: Recipients that already got the message (class default for old pickles).
+    delivered: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -195,6 +238,7 @@ class SMTPGuardError(aiosmtplib.SMTPException):
         hint: str | None = None,
         attempts: int = 1,
         history: Iterable[SMTPGuardError] = (),
+        delivered: Iterable[str] = (),
     ) -> None:
         # Not super(): the phase classes of aiosmtplib mixed in below take other arguments.
         aiosmtplib.SMTPException.__init__(self, _as_text(message))
@@ -203,9 +247,10 @@ class SMTPGuardError(aiosmtplib.SMTPException):
         self.hint: str = self.default_hint if hint is None else hint
         self.attempts: int = attempts
         self.history: tuple[SMTPGuardError, ...] = tuple(history)
+        self.delivered = tuple(delivered)
 
     def __str__(self) -> str:
-        return f"{_printable(self.message, 1000)} -- {self.hint}"
+        return f"{_printable(self.message, 1000)}{_delivered_note(self.delivered)} -- {self.hint}"
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({_printable(self.message, 200)!r})"
@@ -298,6 +343,7 @@ class ReplyError(SMTPGuardError, aiosmtplib.SMTPResponseException):
         hint: str | None = None,
         attempts: int = 1,
         history: Iterable[SMTPGuardError] = (),
+        delivered: Iterable[str] = (),
     ) -> None:
         message = _as_text(message)
         self.phase: Phase | None = type(self)._made_phase if phase is None else Phase.coerce(phase)
@@ -316,6 +362,7 @@ class ReplyError(SMTPGuardError, aiosmtplib.SMTPResponseException):
             hint=hint_for(self.category) if hint is None else hint,
             attempts=attempts,
             history=history,
+            delivered=delivered,
         )
         self.code: int = int(code)
         if enhanced is None and text is None:
@@ -349,7 +396,7 @@ class ReplyError(SMTPGuardError, aiosmtplib.SMTPResponseException):
         line = " ".join(parts)
         if where:
             line += f" ({', '.join(where)})"
-        return f"{line} -- {self.hint}"
+        return f"{line}{_delivered_note(self.delivered)} -- {self.hint}"
 
     def __repr__(self) -> str:
         fields = [str(self.code), repr(_printable(self.message, 200))]
@@ -703,7 +750,6 @@ class RecipientsRefused(SMTPGuardError, aiosmtplib.SMTPRecipientsRefused):
         history: Iterable[SMTPGuardError] = (),
     ) -> None:
         self.refused: dict[str, ReplyError] = dict(refused)
-        self.delivered: tuple[str, ...] = tuple(delivered)
         errors = list(self.refused.values())
         transient = [e.retry_after for e in errors if not e.permanent]
         hints = [e for e in transient if e is not None]
@@ -714,6 +760,7 @@ class RecipientsRefused(SMTPGuardError, aiosmtplib.SMTPRecipientsRefused):
             retry_after=min(hints) if hints else None,
             attempts=attempts,
             history=history,
+            delivered=delivered,
         )
         self.recipients: list[aiosmtplib.SMTPRecipientRefused] = [
             cast(aiosmtplib.SMTPRecipientRefused, e)
@@ -734,9 +781,7 @@ class RecipientsRefused(SMTPGuardError, aiosmtplib.SMTPRecipientsRefused):
         if more > 0:
             shown.append(f"and {more} more")
         line = f"{len(self.refused)} recipient(s) refused: " + "; ".join(shown)
-        if self.delivered:
-            line += f" (delivered to {len(self.delivered)} other recipient(s))"
-        return f"{line} -- {self.hint}"
+        return f"{line}{_delivered_note(self.delivered)} -- {self.hint}"
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.refused,), self.__dict__.copy())
@@ -807,16 +852,18 @@ class ProtocolError(SMTPGuardError):
     default_hint = "The server's reply was not valid SMTP; retry, and report it to its operator."
 
 
-class DeliveryUncertain(SMTPGuardError):
-    """The final '.' of the message was sent and no reply came: it may have been delivered.
+class ExtensionNotSupported(SMTPGuardError, aiosmtplib.SMTPNotSupported):
+    """The server does not offer an extension this send needs: permanent for this server.
 
-    ``recipients`` are the recipients concerned. Not retried unless the policy says
-    ``retry_uncertain=True``, since a retry could deliver the message twice.
+    ``extension`` names it (``"SMTPUTF8"``, ``"AUTH"``, ``"AUTH XOAUTH2"``...). Raised before
+    the command that would need it, so nothing of the message was sent. Also an
+    ``aiosmtplib.SMTPNotSupported``, which aiosmtplib raises for a missing SMTPUTF8.
     """
 
+    default_permanent = True
     default_hint = (
-        "The message may or may not have arrived; check with the recipients before "
-        "sending it again."
+        "The server lacks an extension this message or login needs; change the message "
+        "(e.g. ASCII addresses), the login settings, or the server."
     )
 
     def __init__(
@@ -824,12 +871,103 @@ class DeliveryUncertain(SMTPGuardError):
         message: str,
         /,
         *,
+        extension: str | None = None,
+        hint: str | None = None,
+        attempts: int = 1,
+        history: Iterable[SMTPGuardError] = (),
+        delivered: Iterable[str] = (),
+    ) -> None:
+        super().__init__(
+            message,
+            permanent=True,
+            hint=hint,
+            attempts=attempts,
+            history=history,
+            delivered=delivered,
+        )
+        self.extension: str | None = extension
+
+
+#: How the reply to the final "." was lost: ``"disconnected"``, ``"timeout"`` or
+#: ``"bad_reply"`` (something that is not an SMTP reply); None when not said.
+UncertainReason = Literal["disconnected", "timeout", "bad_reply"]
+
+
+class DeliveryUncertain(SMTPGuardError):
+    """The final '.' of the message was sent and no reply came: it may have been delivered.
+
+    ``recipients`` are the recipients concerned. Not retried unless the policy says
+    ``retry_uncertain=True``, since a retry could deliver the message twice.
+
+    ``reason`` says how the reply was lost. With ``"disconnected"`` the instance is also an
+    ``aiosmtplib.SMTPServerDisconnected`` (and ``ConnectionError``), with ``"timeout"`` an
+    ``aiosmtplib.SMTPReadTimeoutError`` (and ``TimeoutError``): what aiosmtplib raises in the
+    same place, so handlers written for it keep catching it (the module docstring says why).
+    """
+
+    default_hint = (
+        "The message may or may not have arrived; check with the recipients before "
+        "sending it again."
+    )
+
+    def __new__(
+        cls,
+        message: str = "",
+        /,
+        *,
+        reason: UncertainReason | None = None,
+        **fields: Any,
+    ) -> DeliveryUncertain:
+        concrete = cls
+        if cls is DeliveryUncertain and reason is not None:
+            concrete = _UNCERTAIN_COMPAT.get(reason, cls)
+        # super() from the variant: its aiosmtplib class may be an OSError, whose __new__ runs.
+        made: DeliveryUncertain = super(DeliveryUncertain, concrete).__new__(concrete)
+        return made
+
+    def __init__(
+        self,
+        message: str,
+        /,
+        *,
         recipients: Iterable[str] = (),
+        reason: UncertainReason | None = None,
         retry_after: float | None = None,
         attempts: int = 1,
         history: Iterable[SMTPGuardError] = (),
+        delivered: Iterable[str] = (),
     ) -> None:
         super().__init__(
-            message, permanent=False, retry_after=retry_after, attempts=attempts, history=history
+            message,
+            permanent=False,
+            retry_after=retry_after,
+            attempts=attempts,
+            history=history,
+            delivered=delivered,
         )
         self.recipients: tuple[str, ...] = tuple(recipients)
+        self.reason: UncertainReason | None = reason
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_restore_uncertain, (self.message, self.reason), self.__dict__.copy())
+
+
+def _restore_uncertain(message: str, reason: UncertainReason | None) -> DeliveryUncertain:
+    return DeliveryUncertain(message, reason=reason)
+
+
+def _uncertain_variant(compat: type[aiosmtplib.SMTPException]) -> type[DeliveryUncertain]:
+    """DeliveryUncertain that is also ``compat`` (named like it, pickled through it)."""
+    namespace = {
+        "__module__": __name__,
+        "__qualname__": DeliveryUncertain.__qualname__,
+        "__doc__": DeliveryUncertain.__doc__,
+    }
+    made = type(DeliveryUncertain.__name__, (DeliveryUncertain, compat), namespace)
+    return cast("type[DeliveryUncertain]", made)
+
+
+_UNCERTAIN_COMPAT: Mapping[str, type[DeliveryUncertain]] = {
+    "disconnected": _uncertain_variant(aiosmtplib.SMTPServerDisconnected),
+    "timeout": _uncertain_variant(aiosmtplib.SMTPReadTimeoutError),
+}

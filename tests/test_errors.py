@@ -31,6 +31,7 @@ from smtp_guard.errors import (
     ConnectionFailed,
     ConnectTimeout,
     DeliveryUncertain,
+    ExtensionNotSupported,
     InsecureConnection,
     InvalidInput,
     MailboxBusy,
@@ -146,6 +147,7 @@ def test_the_tree_parser_sees_nesting() -> None:
         ["aiosmtplib.SMTPConnectTimeoutError", "ConnectionFailed"],
     )
     assert tree["DeliveryUncertain"][0] == "SMTPGuardError"
+    assert tree["ExtensionNotSupported"] == ("SMTPGuardError", ["aiosmtplib.SMTPNotSupported"])
 
 
 def test_every_category_has_its_own_class() -> None:
@@ -446,6 +448,10 @@ def _other_errors() -> list[SMTPGuardError]:
             recipients=["a@example.com"],
             history=[ConnectionFailed("first try")],
         ),
+        DeliveryUncertain("connection lost", recipients=["a@example.com"], reason="disconnected"),
+        DeliveryUncertain("timed out", reason="timeout", delivered=["b@example.com"]),
+        ExtensionNotSupported("no SMTPUTF8", extension="SMTPUTF8"),
+        ServerDisconnected("lost", delivered=["a@example.com", "b@example.com"]),
     ]
 
 
@@ -491,6 +497,91 @@ def test_defaults_of_permanence_and_attempts() -> None:
     assert err.attempts == 3
 
 
+# --------------------------------------------------------------------------- delivered
+
+
+def _every_kind_of_error(delivered: tuple[str, ...]) -> list[SMTPGuardError]:
+    built: list[SMTPGuardError] = [
+        cls(550, "5.9.9 Something", phase=Phase.RCPT, recipient="r@x.example", delivered=delivered)
+        for cls in CATEGORY_CLASSES
+    ]
+    for cls in PUBLIC_CLASSES:
+        if issubclass(cls, ReplyError | RecipientsRefused):
+            continue
+        built.append(cls("something failed", delivered=delivered))
+    built.append(RecipientsRefused({}, delivered=delivered))
+    return built
+
+
+def test_every_error_has_an_empty_delivered_by_default() -> None:
+    for err in _every_kind_of_error(()):
+        assert err.delivered == ()
+        assert "delivered" not in str(err)
+
+
+def test_delivered_is_shown_by_str_and_kept_through_pickling() -> None:
+    delivered = ("Ann <ann@example.com>", "bob@example.com")
+    for err in _every_kind_of_error(delivered):
+        assert err.delivered == delivered
+        line = str(err)
+        assert len(line.splitlines()) == 1
+        assert "already delivered to <Ann <ann@example.com>>, <bob@example.com>" in line
+        assert line.endswith(err.hint)
+        back = _roundtrip(err)
+        assert back.delivered == delivered
+        assert back == err
+
+
+def test_delivered_in_str_stays_short_and_printable() -> None:
+    many = ("evil\r\nx@example.com", *(f"user{i}@example.com" for i in range(1000)))
+    line = str(ConnectionFailed("lost", delivered=many))
+    assert "and 996 more" in line
+    assert len(line) < 2_000
+    assert "\r" not in line
+
+
+def test_an_old_pickle_without_delivered_still_prints() -> None:
+    err = ServerDisconnected("lost")
+    del err.__dict__["delivered"]  # as pickled before the attribute existed
+    back = _roundtrip(err)
+    assert back.delivered == ()
+    assert str(back).startswith("lost -- ")
+
+
+# --------------------------------------------------------------------------- drop-in classes
+
+
+def test_delivery_uncertain_is_also_what_aiosmtplib_raises_there() -> None:
+    lost = DeliveryUncertain("x", reason="disconnected")
+    timed_out = DeliveryUncertain("x", reason="timeout")
+    garbage = DeliveryUncertain("x", reason="bad_reply")
+    assert isinstance(lost, aiosmtplib.SMTPServerDisconnected)
+    assert isinstance(lost, ConnectionError)
+    assert isinstance(timed_out, aiosmtplib.SMTPReadTimeoutError)
+    assert isinstance(timed_out, TimeoutError)
+    for err in (lost, timed_out, garbage, DeliveryUncertain("x")):
+        assert isinstance(err, DeliveryUncertain)
+        assert type(err).__name__ == "DeliveryUncertain"
+        # never one of our own "retry this" classes
+        assert not isinstance(err, ConnectionFailed | SMTPTimeout)
+        assert not err.permanent
+        back = _roundtrip(err)
+        assert type(back) is type(err)
+        assert back.reason == err.reason
+    assert not isinstance(garbage, ConnectionError | TimeoutError)
+    assert type(DeliveryUncertain("x")) is DeliveryUncertain
+    with pytest.raises(aiosmtplib.SMTPServerDisconnected):
+        raise lost
+
+
+def test_extension_not_supported_is_permanent_and_drop_in() -> None:
+    err = ExtensionNotSupported("no SMTPUTF8", extension="SMTPUTF8")
+    assert isinstance(err, aiosmtplib.SMTPNotSupported)
+    assert err.permanent
+    assert err.extension == "SMTPUTF8"
+    assert _roundtrip(err).extension == "SMTPUTF8"
+
+
 def test_recipients_refused_semantics() -> None:
     hard = error_from_reply(550, "5.1.1 No such user", "rcpt", "a@example.com")
     soft = error_from_reply(450, "4.2.0 Busy, try again in 5 minutes", "rcpt", "b@example.com")
@@ -511,7 +602,7 @@ def test_recipients_refused_semantics() -> None:
     line = str(mixed)
     assert len(line.splitlines()) == 1
     assert line.startswith("3 recipient(s) refused: <a@example.com> 550 5.1.1 No such user;")
-    assert "delivered to 1 other recipient(s)" in line
+    assert line.endswith(f"(already delivered to <c@example.com>) -- {mixed.hint}")
     only_hard = RecipientsRefused({"a@example.com": hard})
     assert only_hard.permanent
     assert only_hard.retry_after is None

@@ -15,6 +15,7 @@ from smtp_guard.errors import (
     ConnectionFailed,
     ConnectTimeout,
     DeliveryUncertain,
+    ExtensionNotSupported,
     InvalidInput,
     PermanentError,
     ProtocolError,
@@ -27,10 +28,6 @@ from smtp_guard.errors import (
     TLSFailed,
     TransientError,
 )
-
-# aiosmtplib classes with no smtp_guard counterpart that also inherits them (a class would be
-# needed in errors.py, owned by the lead); mapped to a typed SMTPGuardError all the same.
-_NO_DROP_IN = {"SMTPNotSupported"}
 
 
 def _example(name: str) -> BaseException:
@@ -52,8 +49,7 @@ def test_every_aiosmtplib_exception_is_mapped(name: str) -> None:
     assert cls in MAPPED, f"{name} is not in smtp_guard.client._mapping.MAPPED"
     mapped = map_error(_example(name))
     assert isinstance(mapped, SMTPGuardError)
-    if name not in _NO_DROP_IN:
-        assert isinstance(mapped, cls), f"except {name} would no longer catch {mapped!r}"
+    assert isinstance(mapped, cls), f"except {name} would no longer catch {mapped!r}"
     str(mapped), repr(mapped)  # formatting never fails
 
 
@@ -165,17 +161,33 @@ def test_handshake_cut_short_is_transient() -> None:
 
 
 @pytest.mark.parametrize(
-    "exc",
+    ("exc", "reason"),
     [
-        aiosmtplib.SMTPServerDisconnected("Connection lost"),
-        aiosmtplib.SMTPReadTimeoutError("Timed out waiting for server response"),
-        aiosmtplib.SMTPResponseException(-1, "Malformed SMTP response line: ??"),
+        (aiosmtplib.SMTPServerDisconnected("Connection lost"), "disconnected"),
+        (ConnectionResetError(104, "reset"), "disconnected"),
+        (aiosmtplib.SMTPReadTimeoutError("Timed out waiting for server response"), "timeout"),
+        (TimeoutError(), "timeout"),
+        (aiosmtplib.SMTPResponseException(-1, "Malformed SMTP response line: ??"), "bad_reply"),
     ],
 )
-def test_anything_but_a_reply_after_the_final_dot_is_uncertain(exc: BaseException) -> None:
+def test_anything_but_a_reply_after_the_final_dot_is_uncertain(
+    exc: BaseException, reason: str
+) -> None:
     mapped = map_error(exc, phase=Phase.MESSAGE, after_final_dot=["b@rcpt.test"])
     assert isinstance(mapped, DeliveryUncertain)
     assert mapped.recipients == ("b@rcpt.test",)
+    assert mapped.reason == reason
+    # Whatever aiosmtplib class caught the original still catches ours (drop-in).
+    for cls in (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPReadTimeoutError):
+        if isinstance(exc, cls):
+            assert isinstance(mapped, cls)
+
+
+def test_not_supported_maps_to_extension_not_supported() -> None:
+    mapped = map_error(aiosmtplib.SMTPNotSupported("SMTPUTF8 is not supported by this server"))
+    assert isinstance(mapped, ExtensionNotSupported)
+    assert isinstance(mapped, aiosmtplib.SMTPNotSupported)
+    assert mapped.permanent
 
 
 def test_a_real_reply_after_the_final_dot_stays_a_reply() -> None:

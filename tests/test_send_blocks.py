@@ -7,6 +7,7 @@ import socket
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import aiosmtplib
 import pytest
 from aiosmtpd.controller import Controller
 
@@ -17,6 +18,7 @@ from smtp_guard.client._transaction import TransactionResult, run_transaction
 from smtp_guard.client._validate import Envelope, make_envelope
 from smtp_guard.errors import (
     DeliveryUncertain,
+    ExtensionNotSupported,
     PermanentError,
     ProtocolError,
     SMTPGuardError,
@@ -181,6 +183,9 @@ def test_non_ascii_address_without_smtputf8_is_refused_before_mail() -> None:
             )
     finally:
         controller.stop()
+    assert isinstance(caught.value, ExtensionNotSupported)
+    assert isinstance(caught.value, aiosmtplib.SMTPNotSupported)  # what aiosmtplib raises here
+    assert caught.value.extension == "SMTPUTF8"
     assert caught.value.permanent
     assert "SMTPUTF8" in str(caught.value)
 
@@ -205,8 +210,30 @@ async def test_oauth_without_xoauth2_on_the_server_never_asks_for_a_token() -> N
             )
         assert srv.connection_count == 1
     assert asked == []
+    assert isinstance(caught.value, ExtensionNotSupported)
+    assert caught.value.extension == "AUTH XOAUTH2"
     assert caught.value.permanent
     assert "XOAUTH2" in str(caught.value)
+
+
+async def test_no_auth_offered_is_extension_not_supported_and_not_retried() -> None:
+    async with FaultServer() as srv:  # no credentials configured: no AUTH in EHLO
+        with pytest.raises(ExtensionNotSupported) as caught:
+            await send(
+                RAW,
+                sender="a@sender.test",
+                recipients=["b@rcpt.test"],
+                username="alice",
+                password="pw",
+                allow_insecure_auth=True,
+                **kw(srv),
+            )
+        assert srv.connection_count == 1
+        assert not any(line.startswith("C: AUTH") for line in srv.transcript)
+        assert srv.transactions == []
+    assert caught.value.extension == "AUTH"
+    assert caught.value.permanent
+    assert isinstance(caught.value, aiosmtplib.SMTPException)  # aiosmtplib raises that here
 
 
 async def test_cancelling_a_send_closes_its_connection_at_once() -> None:

@@ -31,10 +31,10 @@ from smtp_guard._enums import Phase
 from smtp_guard.client._mapping import map_error, tls_error
 from smtp_guard.client._validate import check_hostname
 from smtp_guard.errors import (
+    ExtensionNotSupported,
     InsecureConnection,
     InvalidInput,
     ServerDisconnected,
-    SMTPGuardError,
     TLSFailed,
 )
 
@@ -284,15 +284,15 @@ async def _login(client: aiosmtplib.SMTP, params: ConnectParams) -> None:
     username = params.username
     assert username is not None  # noqa: S101 (has_credentials was checked)
     if not client.supports_extension("auth"):
-        raise SMTPGuardError(
-            f"{params.server} does not offer AUTH", permanent=True, hint=_NO_AUTH_HINT
+        raise ExtensionNotSupported(
+            f"{params.server} does not offer AUTH", extension="AUTH", hint=_NO_AUTH_HINT
         )
     try:
         if params.oauth_token_generator is not None:
             if "xoauth2" not in client.server_auth_methods:
-                raise SMTPGuardError(
+                raise ExtensionNotSupported(
                     f"{params.server} does not offer AUTH XOAUTH2",
-                    permanent=True,
+                    extension="AUTH XOAUTH2",
                     hint=_NO_AUTH_HINT,
                 )
             token = await params.oauth_token_generator()
@@ -313,10 +313,10 @@ async def _login_password(
     """
     methods = client.supported_auth_methods
     if not methods:
-        raise SMTPGuardError(
-            f"{server} offers no AUTH mechanism smtp_guard supports "
-            f"({', '.join(client.server_auth_methods) or 'none'})",
-            permanent=True,
+        offered = ", ".join(client.server_auth_methods) or "none"
+        raise ExtensionNotSupported(
+            f"{server} offers no AUTH mechanism smtp_guard supports ({offered})",
+            extension="AUTH " + "/".join(m.upper() for m in client.AUTH_METHODS),
             hint=_NO_AUTH_HINT,
         )
     last: aiosmtplib.SMTPAuthenticationError | None = None

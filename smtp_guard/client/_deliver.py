@@ -11,6 +11,8 @@ The rules that protect the user's mail:
   (deferred with a 4xx, or whose transaction failed before the final ".") go in the next one.
 - A connection lost after the final "." is :class:`DeliveryUncertain`: not retried unless the
   policy says ``retry_uncertain=True``.
+- Partial delivery is never silent: when the call ends with an error after some recipients
+  got the message (in an earlier attempt or transaction), the error's ``delivered`` names them.
 - "Too many recipients": the rest go in further transactions on the same connection at once.
 - A wait (the server's hint or the backoff) that does not fit the deadline: stop now and raise
   the error with ``retry_after`` set.
@@ -87,6 +89,11 @@ class _State:
         original = self.envelope.original
         return {original.get(r, r): e for r, e in errors.items()}
 
+    def in_order(self, rcpts: Iterable[str]) -> list[str]:
+        """``rcpts`` in the order the caller gave them."""
+        order = {r: i for i, r in enumerate(self.envelope.recipients)}
+        return sorted(rcpts, key=lambda r: order.get(r, 0))
+
     def names(self, rcpts: Iterable[str]) -> list[str]:
         original = self.envelope.original
         return [original.get(r, r) for r in rcpts]
@@ -105,9 +112,10 @@ async def deliver(
 
     Returns a :class:`SendResult` when at least one recipient got the message (refused ones
     are in it). Raises :class:`RecipientsRefused` when every recipient was refused, else the
-    last attempt's typed error (``attempts``, ``history`` and, when the wait did not fit the
-    deadline, ``retry_after`` set). ``tracker`` reports attempts/retries/result to the hooks;
-    ``transaction`` replaces :func:`run_transaction` (same contract).
+    last attempt's typed error (``attempts``, ``history``, ``delivered`` -- who already got the
+    message -- and, when the wait did not fit the deadline, ``retry_after`` set).
+    ``tracker`` reports attempts/retries/result to the hooks; ``transaction`` replaces
+    :func:`run_transaction` (same contract).
     """
     policy = policy or RetryPolicy()
     if tracker is None:
@@ -225,10 +233,9 @@ async def _attempt(
 def _result(state: _State, extra: dict[str, ReplyError] | None = None) -> SendResult:
     refused = {**state.refused, **(extra or {})}
     order = {r: i for i, r in enumerate(state.envelope.recipients)}
-    delivered = sorted(state.delivered, key=lambda r: order.get(r, 0))
     return SendResult(
         state.response,
-        delivered=state.names(delivered),
+        delivered=state.names(state.in_order(state.delivered)),
         refused=state.keyed(dict(sorted(refused.items(), key=lambda kv: order.get(kv[0], 0)))),
         attempts=state.attempt,
         history=state.history,  # every failed attempt (the last one too, if it failed)
@@ -258,7 +265,7 @@ def _finish(state: _State, final: SMTPGuardError) -> SMTPGuardError | SendResult
         }
         final = RecipientsRefused(
             state.keyed(every),
-            delivered=state.names(state.delivered),
+            delivered=state.names(state.in_order(state.delivered)),
             attempts=state.attempt,
             history=history,
         )
@@ -269,6 +276,8 @@ def _finish(state: _State, final: SMTPGuardError) -> SMTPGuardError | SendResult
         final.recipients = tuple(state.names(final.recipients))
     final.attempts = state.attempt
     final.history = tuple(history)
+    # Partial delivery is never silent: whoever already got the message is on the error.
+    final.delivered = tuple(state.names(state.in_order(state.delivered)))
     return final
 
 

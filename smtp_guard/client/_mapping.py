@@ -22,6 +22,7 @@ from smtp_guard.errors import (
     ConnectionFailed,
     ConnectTimeout,
     DeliveryUncertain,
+    ExtensionNotSupported,
     InvalidInput,
     ProtocolError,
     ReadTimeout,
@@ -31,6 +32,7 @@ from smtp_guard.errors import (
     SMTPGuardError,
     SMTPTimeout,
     TLSFailed,
+    UncertainReason,
 )
 
 __all__ = ["MAPPED", "map_error", "reply_error", "tls_error"]
@@ -116,6 +118,7 @@ def map_error(
         return DeliveryUncertain(
             f"no reply to the end of the message ({_describe(exc)})",
             recipients=after_final_dot,
+            reason=_lost_by(exc),
         )
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
         return _all_refused(exc, sender)
@@ -125,6 +128,15 @@ def map_error(
     if ssl_exc is not None:
         return tls_error(ssl_exc)
     return _transport(exc)
+
+
+def _lost_by(exc: BaseException) -> UncertainReason:
+    """How the reply to the final "." was lost, to pick DeliveryUncertain's aiosmtplib class."""
+    if isinstance(exc, aiosmtplib.SMTPTimeoutError | asyncio.TimeoutError | TimeoutError):
+        return "timeout"
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return "bad_reply"
+    return "disconnected"  # SMTPServerDisconnected, a reset, any other OSError
 
 
 def _all_refused(exc: aiosmtplib.SMTPRecipientsRefused, sender: str | None) -> SMTPGuardError:
@@ -195,7 +207,7 @@ def _transport(exc: BaseException) -> SMTPGuardError:
         if isinstance(exc, caught):
             return made(text)
     if isinstance(exc, aiosmtplib.SMTPNotSupported):
-        return SMTPGuardError(text, permanent=True, hint=_NOT_SUPPORTED_HINT)
+        return ExtensionNotSupported(text, hint=_NOT_SUPPORTED_HINT)
     if isinstance(exc, aiosmtplib.SMTPException):
         return SMTPGuardError(text, permanent=True)
     return ProtocolError(f"unexpected error: {type(exc).__name__}: {text}")

@@ -28,6 +28,7 @@ from smtp_guard.client._connect import LOWER_ERRORS, Connection
 from smtp_guard.client._mapping import map_error, reply_error
 from smtp_guard.client._validate import Envelope
 from smtp_guard.errors import (
+    ExtensionNotSupported,
     MessageTooLarge,
     ReplyError,
     SMTPGuardError,
@@ -81,17 +82,17 @@ class Prepared:
 def prepare_message(conn: Connection, envelope: Envelope) -> Prepared:
     """Flatten the message for this server (8BITMIME, SMTPUTF8) and check it fits SIZE.
 
-    Raises (no I/O) :class:`MessageTooLarge` over the advertised SIZE, or a permanent
-    :class:`SMTPGuardError` if a non-ASCII address needs SMTPUTF8 the server lacks.
+    Raises (no I/O) :class:`MessageTooLarge` over the advertised SIZE, or
+    :class:`ExtensionNotSupported` if a non-ASCII address needs SMTPUTF8 the server lacks.
     """
     options = list(envelope.mail_options)
     lowered = {o.lower() for o in options}
     utf8 = envelope.needs_smtputf8 or "smtputf8" in lowered
     if utf8:
         if not conn.supports("smtputf8"):
-            raise SMTPGuardError(
+            raise ExtensionNotSupported(
                 "an address is not ASCII and the server does not offer SMTPUTF8",
-                permanent=True,
+                extension="SMTPUTF8",
                 hint=_NOT_SUPPORTED_HINT,
             )
         if "smtputf8" not in lowered:
@@ -134,7 +135,7 @@ async def run_transaction(
     """Send ``envelope``'s message to ``recipients`` (default: all) in one transaction.
 
     Never raises for replies or network failures (they are in the result); raises only
-    :class:`MessageTooLarge` / a permanent :class:`SMTPGuardError` from
+    :class:`MessageTooLarge` / :class:`ExtensionNotSupported` from
     :func:`prepare_message`, before MAIL. After an error the connection may be closed
     (``conn.is_connected``); otherwise it is ready for the next transaction.
     """
