@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import contextlib
 import logging
 import pickle
-from collections.abc import Iterator
+import traceback
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aiosmtplib
@@ -17,6 +21,8 @@ from smtp_guard.errors import (
     InsecureConnection,
     InvalidInput,
     MessageTooLarge,
+    PermanentError,
+    ProtocolError,
     SMTPGuardError,
     TLSFailed,
     TransientError,
@@ -304,3 +310,97 @@ async def test_starttls_is_opportunistic_without_credentials_like_aiosmtplib() -
         first, second = srv.messages
     assert first.tls
     assert not second.tls
+
+
+# --------------------------------------------------------------------------- AUTH echoes
+
+
+@contextlib.asynccontextmanager
+async def echoing_auth_server(mechanism: bytes, template: bytes) -> AsyncIterator[int]:
+    """A minimal SMTP server on loopback that answers the client's last AUTH line with
+    ``template``, ``{line}`` replaced by that very line (as sendmail-like servers echo it)."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 echo.test ESMTP\r\n")
+        while line := await reader.readline():
+            command = line.rstrip(b"\r\n")
+            upper = command.upper()
+            if upper.startswith(b"EHLO"):
+                writer.write(b"250-echo.test\r\n250 AUTH " + mechanism + b"\r\n")
+            elif upper == b"AUTH LOGIN" or (
+                upper.startswith(b"AUTH LOGIN ") and mechanism == b"LOGIN"
+            ):
+                writer.write(b"334 UGFzc3dvcmQ6\r\n")  # "Password:" -- the continuation follows
+            elif upper.startswith(b"QUIT"):
+                writer.write(b"221 bye\r\n")
+                break
+            else:
+                writer.write(template.replace(b"{line}", command))
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        yield int(server.sockets[0].getsockname()[1])
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+def _chain(error: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and current not in seen:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+@pytest.mark.parametrize("mechanism", [b"PLAIN", b"LOGIN"])
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        (b"xx cannot parse {line}\r\n", ProtocolError),  # not even a reply
+        (b"501 5.5.2 Cannot decode response {line}\r\n", PermanentError),
+        (b"535 5.7.8 Authentication failed: {line}\r\n", AuthFailed),
+    ],
+)
+async def test_a_server_echoing_the_auth_line_leaks_no_credential(
+    mechanism: bytes,
+    template: bytes,
+    expected: type[SMTPGuardError],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)  # every logger, every level
+    secrets = {
+        SECRET,
+        base64.b64encode(SECRET.encode()).decode(),  # AUTH LOGIN's password line
+        base64.b64encode(f"\0alice\0{SECRET}".encode()).decode(),  # AUTH PLAIN's
+    }
+    async with echoing_auth_server(mechanism, template) as port:
+        with pytest.raises(expected) as caught:
+            await send(
+                RAW,
+                sender="a@sender.test",
+                recipients=RCPTS,
+                hostname="127.0.0.1",
+                port=port,
+                local_hostname="client.test",
+                username="alice",
+                password=SECRET,
+                allow_insecure_auth=True,
+                policy=RetryPolicy(attempts=2),
+            )
+    error = caught.value
+    assert "[redacted]" in error.message  # the echo was there, and was blanked
+    shown = [
+        "".join(traceback.format_exception(error)),
+        repr(error.args),
+        repr(pickle.dumps(error)),
+        *(f"{e!s} {e!r} {e.args!r}" for e in _chain(error)),
+        *(f"{e!s} {e!r}" for e in error.history),
+        *(r.getMessage() + repr(r.__dict__) for r in caplog.records),
+    ]
+    for text in shown:
+        for secret in secrets:
+            assert secret not in text

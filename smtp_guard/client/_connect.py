@@ -287,20 +287,25 @@ async def _login(client: aiosmtplib.SMTP, params: ConnectParams) -> None:
         raise ExtensionNotSupported(
             f"{params.server} does not offer AUTH", extension="AUTH", hint=_NO_AUTH_HINT
         )
+    if params.oauth_token_generator is not None and "xoauth2" not in client.server_auth_methods:
+        raise ExtensionNotSupported(
+            f"{params.server} does not offer AUTH XOAUTH2",
+            extension="AUTH XOAUTH2",
+            hint=_NO_AUTH_HINT,
+        )
     try:
         if params.oauth_token_generator is not None:
-            if "xoauth2" not in client.server_auth_methods:
-                raise ExtensionNotSupported(
-                    f"{params.server} does not offer AUTH XOAUTH2",
-                    extension="AUTH XOAUTH2",
-                    hint=_NO_AUTH_HINT,
-                )
             token = await params.oauth_token_generator()
             await client.auth_xoauth2(username, token)
-            return
-        await _login_password(client, username, params.password or "", params.server)
+        else:
+            await _login_password(client, username, params.password or "", params.server)
     except LOWER_ERRORS as exc:
-        raise map_error(exc, phase=Phase.AUTH) from None
+        error = map_error(exc, phase=Phase.AUTH)
+    else:
+        return
+    # Raised outside the except block: aiosmtplib's exception (whose text is the server's
+    # reply, unredacted) is then neither the cause nor the context of ours.
+    raise error
 
 
 async def _login_password(

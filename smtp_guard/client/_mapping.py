@@ -34,6 +34,7 @@ from smtp_guard.errors import (
     TLSFailed,
     UncertainReason,
 )
+from smtp_guard.errors import _redact_auth_echo as redact_auth_echo
 
 __all__ = ["MAPPED", "map_error", "reply_error", "tls_error"]
 
@@ -181,6 +182,9 @@ def reply_error(
     if 400 <= code <= 599:
         error: ReplyError = error_from_reply(code, message, phase, recipient, sender=sender)
         return error
+    if phase is Phase.AUTH:
+        # A server that echoes the line it could not parse echoes the credentials in it.
+        message = redact_auth_echo(message)
     where = f" to {phase.value.upper()}" if phase is not None else ""
     shown = message if len(message) <= 200 else message[:199] + "\N{HORIZONTAL ELLIPSIS}"
     if code < 0:

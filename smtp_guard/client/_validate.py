@@ -83,8 +83,7 @@ def check_address(address: object, what: str, *, allow_empty: bool = False) -> s
         )
     if any(ch.isspace() for ch in mailbox if ch > "\x7f"):
         raise InvalidInput(
-            f"{what} {_shown(address)} contains a non-ASCII space (e.g. U+00A0); "
-            "no address has one"
+            f"{what} {_shown(address)} contains a non-ASCII space (e.g. U+00A0); no address has one"
         )
     local = mailbox.rsplit("@", 1)[0]
     if len(local.encode("utf-8")) > _MAX_LOCAL:
