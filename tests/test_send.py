@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import email.message
 import pickle
-from collections.abc import AsyncIterator, Iterator
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import aiosmtplib
 import pytest
 
-from smtp_guard.client import SendResult, send, send_sync
+from smtp_guard.client import SendResult, _run_in_own_loop_310, send, send_sync
 from smtp_guard.errors import (
     MailboxNotFound,
     PermanentError,
@@ -210,3 +211,57 @@ async def test_send_sync_inside_a_running_loop_says_to_await_send() -> None:
     with pytest.raises(RuntimeError, match=r"await smtp_guard\.send"):
         send_sync(RAW, sender="a@sender.test", recipients=["b@rcpt.test"], port=1)
     await asyncio.sleep(0)
+
+
+def _in_a_thread(work: Callable[[], None]) -> None:
+    failures: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            work()
+        except BaseException as exc:  # reported to the test below
+            failures.append(exc)
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if failures:
+        raise failures[0]
+
+
+def test_send_sync_from_a_worker_thread_without_a_loop() -> None:
+    with FaultServer() as srv:
+
+        def work() -> None:
+            errors, _ = send_sync(
+                RAW, sender="a@sender.test", recipients=["b@rcpt.test"], **kw(srv)
+            )
+            assert errors == {}
+
+        _in_a_thread(work)
+        _in_a_thread(work)  # and again: nothing left behind by the first call
+        assert srv.deliveries_to("b@rcpt.test") == 2
+
+
+@pytest.mark.parametrize("runner", ["send_sync", "python310_fallback"])
+def test_send_sync_leaves_the_threads_own_event_loop_alone(runner: str) -> None:
+    """Sync code that set a loop for its thread keeps it (asyncio.run would unset it)."""
+    with FaultServer() as srv:
+
+        def work() -> None:
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+            try:
+                if runner == "send_sync":
+                    send_sync(RAW, sender="a@sender.test", recipients=["b@rcpt.test"], **kw(srv))
+                else:
+                    coro = send(RAW, sender="a@sender.test", recipients=["b@rcpt.test"], **kw(srv))
+                    _run_in_own_loop_310(coro)
+                assert asyncio.get_event_loop_policy().get_event_loop() is loop
+                assert loop.run_until_complete(asyncio.sleep(0, "still usable")) == "still usable"
+            finally:
+                asyncio.set_event_loop(None)
+                loop.close()
+
+        _in_a_thread(work)
+        assert srv.deliveries_to("b@rcpt.test") == 1

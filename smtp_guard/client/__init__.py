@@ -19,6 +19,7 @@ import dataclasses
 import email.message
 import socket
 import ssl
+import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, ParamSpec, TypeVar
 
@@ -135,15 +136,49 @@ def _synchronous(func: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, R]:
                 f"smtp_guard.{func.__name__}_sync() was called from inside a running event "
                 f"loop; use `await smtp_guard.{func.__name__}(...)` there instead"
             )
-        return asyncio.run(func(*args, **kwargs))
+        return _run_in_own_loop(func(*args, **kwargs))
 
     return run
+
+
+def _run_in_own_loop(coro: Coroutine[Any, Any, R]) -> R:
+    """Run ``coro`` in a new event loop, closed afterwards, like :func:`asyncio.run`.
+
+    Unlike it, the calling thread's current event loop is left alone: ``asyncio.run`` sets
+    it to None when done, which breaks code that set a loop for its thread and calls
+    ``run_until_complete`` on it between our calls (older sync-over-async code does).
+    """
+    if sys.version_info >= (3, 11):
+        # With a loop_factory the Runner never touches the thread's current loop; it still
+        # turns Ctrl-C into a cancellation of the send (the connection is closed).
+        with asyncio.Runner(loop_factory=asyncio.new_event_loop) as runner:
+            return runner.run(coro)
+    return _run_in_own_loop_310(coro)  # pragma: no cover (Python 3.10)
+
+
+def _run_in_own_loop_310(coro: Coroutine[Any, Any, R]) -> R:
+    """What ``asyncio.run`` does on Python 3.10, without ``set_event_loop``."""
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        try:
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            if pending:
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            loop.close()
 
 
 send_sync = _synchronous(send)
 send_sync.__name__ = send_sync.__qualname__ = "send_sync"
 send_sync.__doc__ = """:func:`send` for synchronous code (scripts, Django views): same arguments.
 
-Runs its own event loop. Called from inside a running event loop it raises ``RuntimeError``
-saying to await :func:`send` instead.
+Runs its own event loop, in any thread, and leaves the thread's current event loop (if one
+was set) as it was. Called from inside a running event loop it raises ``RuntimeError`` saying
+to await :func:`send` instead.
 """
