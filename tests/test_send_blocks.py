@@ -19,6 +19,7 @@ from smtp_guard.client._validate import Envelope, make_envelope
 from smtp_guard.errors import (
     DeliveryUncertain,
     ExtensionNotSupported,
+    InvalidInput,
     PermanentError,
     ProtocolError,
     SMTPGuardError,
@@ -274,3 +275,45 @@ async def test_deliver_runs_a_plugged_in_transaction_runner() -> None:
         result = await deliver(envelope, acquire=acquire, release=release, transaction=counting)
     assert calls == [("a@rcpt.test", "b@rcpt.test"), ("b@rcpt.test",)]
     assert result.delivered == ("a@rcpt.test", "b@rcpt.test")
+
+
+# --------------------------------------------------------------------------- sock=
+
+
+async def test_a_given_socket_serves_one_connection_and_is_closed_with_it() -> None:
+    async with FaultServer() as srv:
+        sock = socket.create_connection((srv.host, srv.port))
+        assert ConnectParams(sock=sock).server == f"{srv.host}:{srv.port}"  # for logs
+        result = await send(
+            RAW, sender="a@sender.test", recipients=["b@rcpt.test"], sock=sock,
+            local_hostname="client.test",
+        )  # fmt: skip
+        assert result.delivered == ("b@rcpt.test",)
+        with pytest.raises(InvalidInput, match="already used"):
+            await send(
+                RAW, sender="a@sender.test", recipients=["b@rcpt.test"], sock=sock,
+                local_hostname="client.test",
+            )  # fmt: skip
+        await asyncio.sleep(0)
+        assert sock.fileno() == -1  # the first connection closed it, as aiosmtplib does
+        assert srv.connection_count == 1  # the reuse sent nothing and was not retried
+
+
+async def test_an_unconnected_socket_is_refused_and_left_to_its_owner() -> None:
+    with socket.socket() as sock:
+        with pytest.raises(InvalidInput, match="not connected") as caught:
+            await send(RAW, sender="a@sender.test", recipients=["b@rcpt.test"], sock=sock)
+        assert sock.fileno() != -1
+    assert caught.value.attempts == 1
+
+
+async def test_with_a_given_socket_a_transient_failure_is_not_retried() -> None:
+    async with FaultServer("mail=451 4.3.0 Try later x1") as srv:
+        sock = socket.create_connection((srv.host, srv.port))
+        with pytest.raises(TransientError) as caught:
+            await send(
+                RAW, sender="a@sender.test", recipients=["b@rcpt.test"], sock=sock,
+                local_hostname="client.test",
+            )  # fmt: skip
+        assert srv.connection_count == 1
+    assert caught.value.attempts == 1

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import socket
 import ssl
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -110,6 +111,14 @@ class ConnectParams:
         """``host:port`` (or the socket path) for logs."""
         if self.socket_path is not None:
             return str(self.socket_path)
+        if self.sock is not None:
+            try:
+                peer = self.sock.getpeername()
+            except OSError:
+                return "the given socket"
+            if isinstance(peer, tuple) and len(peer) >= 2:
+                return f"{peer[0]}:{peer[1]}"
+            return str(peer) or "the given socket"
         port = self.port or (465 if self.use_tls else 587 if self.start_tls else 25)
         return f"{self.hostname or 'localhost'}:{port}"
 
@@ -202,10 +211,14 @@ class Connection:
 async def open_connection(params: ConnectParams) -> Connection:
     """Connect, read the greeting, EHLO, apply the TLS rules, log in. Errors are typed.
 
+    A socket given as ``params.sock`` must be open and connected (else :class:`InvalidInput`,
+    nothing sent); it belongs to the connection from then on and is closed with it.
+
     Raises :class:`ConnectionFailed`/:class:`ConnectTimeout` (retry), a :class:`ReplyError`
     for a refusing reply (421 greeting, 454 to STARTTLS, 535 to AUTH...), :class:`TLSFailed`,
     or :class:`InsecureConnection` (nothing secret was sent). Never leaves a socket open.
     """
+    _check_sock(params.sock)
     client = params._client()
     try:
         try:
@@ -229,6 +242,29 @@ async def open_connection(params: ConnectParams) -> Connection:
         await _settle()
         raise
     return Connection(client, params, encrypted)
+
+
+#: Sockets given as ``sock=`` that already served a connection (closed, or about to be: the
+#: transport closes them on the loop's next turn).
+_SOCKETS_USED: weakref.WeakSet[socket.socket] = weakref.WeakSet()
+
+
+def _check_sock(sock: socket.socket | None) -> None:
+    """A given socket must be open and connected: it serves one connection, then is closed."""
+    if sock is None:
+        return
+    if sock.fileno() == -1 or sock in _SOCKETS_USED:
+        raise InvalidInput(
+            "sock was already used (or closed): a socket passed as sock= serves one "
+            "connection and is closed with it; pass a new connected socket for each send"
+        )
+    try:
+        sock.getpeername()
+    except OSError as exc:
+        raise InvalidInput(
+            f"sock is not connected ({exc.strerror or exc}); connect it first"
+        ) from None
+    _SOCKETS_USED.add(sock)
 
 
 async def _settle() -> None:
