@@ -24,13 +24,14 @@ What changes:
   unless ``SMTP_GUARD_ALLOW_INSECURE_AUTH = True`` (for a trusted local relay).
 
 ``fail_silently=True`` keeps Django's meaning: no exception; failed messages are not counted.
-Messages in one ``send_messages()`` call share one connection when the pooled mailer is
-available (``open()``/``close()`` or ``with backend:`` keep it across calls, as in Django).
+Messages in one ``send_messages()`` call share one connection (a one-connection
+:class:`~smtp_guard.mailer.SyncMailer`); ``open()``/``close()`` or ``with backend:`` keep it
+across calls, as in Django. Unlike Django's backend, the connection is made at the first
+message rather than in ``open()``; errors surface (or are silenced) in ``send_messages()``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 import threading
@@ -43,11 +44,8 @@ from django.core.mail.message import EmailMessage, sanitize_address
 from django.core.mail.utils import DNS_NAME
 
 from smtp_guard.client import SendResult, send_sync
-from smtp_guard.client._connect import Connection, ConnectParams, open_connection
-from smtp_guard.client._deliver import deliver
-from smtp_guard.client._validate import make_envelope
 from smtp_guard.errors import SMTPGuardError
-from smtp_guard.hooks import SendTracker
+from smtp_guard.mailer import SyncMailer
 from smtp_guard.policy import RetryPolicy
 
 __all__ = ["EmailBackend"]
@@ -101,7 +99,7 @@ class EmailBackend(BaseEmailBackend):  # type: ignore[misc]  # Django ships no t
         #: ``SMTP_GUARD_OPTIONS``: more keyword arguments of ``smtp_guard.send`` (e.g.
         #: ``cert_bundle`` for a private CA, ``validate_certs``); they win over the above.
         self.extra_options: dict[str, Any] = dict(getattr(settings, "SMTP_GUARD_OPTIONS", {}))
-        self.connection: _Session | _MailerSession | None = None  # while open, as Django's
+        self.connection: SyncMailer | None = None  # while open, as in Django's backend
         self._lock = threading.RLock()
 
     def __repr__(self) -> str:
@@ -137,18 +135,13 @@ class EmailBackend(BaseEmailBackend):  # type: ignore[misc]  # Django ships no t
     # ------------------------------------------------------------------ connection
 
     def open(self) -> bool | None:
-        """Connect now (errors here, as Django). True if newly opened, False if already open,
-        None if opening failed silently."""
+        """Start a one-connection :class:`~smtp_guard.mailer.SyncMailer` for the messages to
+        come (it connects on the first message). True if newly opened, False if already open,
+        None if it failed silently -- as Django's backend."""
         if self.connection is not None:
             return False
-        options = self.send_options()
-        policy = options.pop("policy", None)
-        mailer_class = _sync_mailer_class()
         try:
-            if mailer_class is not None:
-                self.connection = _MailerSession(mailer_class(**options, policy=policy))
-            else:
-                self.connection = _Session(options, policy)
+            self.connection = SyncMailer(**self.send_options(), pool_size=1, pipelining=False)
         except SMTPGuardError as error:
             logger.warning("could not open the SMTP connection: %s", error)
             if not self.fail_silently:
@@ -158,9 +151,14 @@ class EmailBackend(BaseEmailBackend):  # type: ignore[misc]  # Django ships no t
 
     def close(self) -> None:
         """Close the connection, if open (QUIT)."""
-        session, self.connection = self.connection, None
-        if session is not None:
-            session.close()
+        mailer, self.connection = self.connection, None
+        if mailer is None:
+            return
+        try:
+            mailer.close()
+        except SMTPGuardError:
+            if not self.fail_silently:
+                raise
 
     # ------------------------------------------------------------------ sending
 
@@ -221,7 +219,7 @@ class EmailBackend(BaseEmailBackend):  # type: ignore[misc]  # Django ships no t
 
     def _deliver(self, raw: bytes, sender: str, recipients: list[str]) -> SendResult:
         if self.connection is not None:
-            return self.connection.send(raw, sender, recipients)
+            return self.connection.send(raw, sender=sender, recipients=recipients)
         return send_sync(raw, sender=sender, recipients=recipients, **self.send_options())
 
 
@@ -233,98 +231,3 @@ def _policy(value: RetryPolicy | dict[str, Any] | None) -> RetryPolicy | None:
     raise TypeError(
         f"SMTP_GUARD_POLICY must be a RetryPolicy or a dict of its fields, got {value!r}"
     )
-
-
-def _sync_mailer_class() -> Any:
-    """``smtp_guard.SyncMailer`` when the pooled mailer is there, else None."""
-    import smtp_guard  # noqa: PLC0415
-
-    return getattr(smtp_guard, "SyncMailer", None)
-
-
-class _MailerSession:
-    """Sending through the pooled ``SyncMailer`` (one connection kept for the batch)."""
-
-    def __init__(self, mailer: Any) -> None:
-        enter = getattr(mailer, "__enter__", None)
-        self.mailer = enter() if enter is not None else mailer
-        self._closer = mailer
-
-    def send(self, raw: bytes, sender: str, recipients: list[str]) -> SendResult:
-        result: SendResult = self.mailer.send(raw, sender=sender, recipients=recipients)
-        return result
-
-    def close(self) -> None:
-        exit_ = getattr(self._closer, "__exit__", None)
-        if exit_ is not None:
-            exit_(None, None, None)
-        else:
-            self._closer.close()
-
-
-class _Session:
-    """One SMTP connection kept open across messages, on a private event loop.
-
-    Connects in ``__init__`` (so errors surface in ``open()``, as with Django's backend),
-    RSETs before each reuse, reconnects when the server closed it, QUITs on ``close()``.
-    Each message goes through the guard's retry loop (``deliver``).
-    """
-
-    def __init__(self, options: dict[str, Any], policy: RetryPolicy | None) -> None:
-        self.params = ConnectParams(**options)
-        self.policy = policy
-        self.loop = asyncio.new_event_loop()
-        self.conn: Connection | None = None
-        self.used = False
-        try:
-            self.conn = self.loop.run_until_complete(open_connection(self.params))
-        except BaseException:
-            self.close()
-            raise
-
-    async def _acquire(self) -> Connection:
-        conn, self.conn = self.conn, None
-        if conn is not None and conn.is_connected and (not self.used or await conn.reset()):
-            return conn
-        if conn is not None:
-            conn.abort()
-        return await open_connection(self.params)
-
-    async def _release(self, conn: Connection) -> None:
-        self.used = True
-        if conn.is_connected and self.conn is None:
-            self.conn = conn
-        else:
-            await conn.close()
-
-    def send(self, raw: bytes, sender: str, recipients: list[str]) -> SendResult:
-        envelope = make_envelope(raw, sender, recipients)
-        tracker = SendTracker(raw, sender=sender, recipients=recipients, server=self.params.server)
-        return self.loop.run_until_complete(
-            deliver(
-                envelope,
-                acquire=self._acquire,
-                release=self._release,
-                policy=self.policy,
-                tracker=tracker,
-            )
-        )
-
-    def close(self) -> None:
-        conn, self.conn = self.conn, None
-        try:
-            self.loop.run_until_complete(self._shutdown(conn))
-        finally:
-            self.loop.close()
-
-    @staticmethod
-    async def _shutdown(conn: Connection | None) -> None:
-        transport = conn.client.transport if conn is not None else None
-        if conn is not None:
-            await conn.close()  # QUIT, then close
-        if isinstance(transport, asyncio.WriteTransport):
-            # After QUIT nothing is owed: drop a TLS transport now rather than wait for the
-            # peer's close_notify, so its socket is released before this loop closes.
-            transport.abort()
-        for _ in range(3):
-            await asyncio.sleep(0)
