@@ -548,17 +548,3 @@ def _summary(outcomes: Mapping[str, Outcome]) -> str:
 
 def _reason(error: SMTPGuardError | None) -> str:
     return "" if error is None else f" ({type(error).__name__}: {error})"
-
-
-def __getattr__(name: str) -> Any:
-    """The first names of :class:`SendTracker` (``start``, ``Tracker``), with a warning."""
-    if name in ("start", "Tracker"):
-        import warnings  # noqa: PLC0415
-
-        warnings.warn(
-            f"smtp_guard.hooks.{name} is now smtp_guard.hooks.SendTracker (same arguments)",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return SendTracker
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
