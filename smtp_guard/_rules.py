@@ -1262,6 +1262,8 @@ def words_of(lowered: str) -> list[bytes]:
 RANK: MappingProxyType[str, int] = MappingProxyType({r.name: i for i, r in enumerate(WORDS)})
 RULE_BY_NAME: MappingProxyType[str, WordRule] = MappingProxyType({r.name: r for r in WORDS})
 STRONG_NAMES = frozenset(rule.name for rule in STRONG_WORDS)
+#: Ranks below this are strong rules (step 1); the weak rules follow them in :data:`WORDS`.
+STRONG_RANKS = len(STRONG_WORDS)
 
 _CHOICE = re.compile(r"\[([^\]]*)\]|\{([^}]*)\}|([^\s\[\]{}]+)")
 
@@ -1401,10 +1403,21 @@ def index(reply_class: int, phase: P | None) -> Index:
                     whole = b" %s " % b" ".join(words)
                     longer.setdefault(_key_word(words), set()).add((rank, whole))
     keys = frozenset(single) | frozenset(longer)
-    return Index(
+    # Within a rank the shorter phrases come first: they are the more general, so the likelier
+    # to be found, and finding one ends the search for that rank.
+    ordered = {
+        key: sorted(phrases, key=lambda p: (p[0], len(p[1]))) for key, phrases in longer.items()
+    }
+    built = Index(
         keys,
-        {key: (single.get(key, NO_RANK), tuple(sorted(longer.get(key, ())))) for key in keys},
+        {key: (single.get(key, NO_RANK), tuple(ordered.get(key, ()))) for key in keys},
     )
+    INDEXES[reply_class, phase] = built
+    return built
+
+
+#: The indexes built so far, by (reply class, phase): one dictionary lookup on the hot path.
+INDEXES: dict[tuple[int, P | None], Index] = {}
 
 
 def best_rule(words: list[bytes], reply_class: int, phase: P | None) -> WordRule | None:
@@ -1414,23 +1427,38 @@ def best_rule(words: list[bytes], reply_class: int, phase: P | None) -> WordRule
     under; the longer phrases filed under those are then looked for in the joined words, best
     rank first, stopping as soon as nothing better can be found.
     """
-    found = index(reply_class, phase)
+    best = best_rank(INDEXES.get((reply_class, phase)) or index(reply_class, phase), words)
+    return WORDS[best] if best < NO_RANK else None
+
+
+def best_rank(found: Index, words: list[bytes]) -> int:
+    """The rank in :data:`WORDS` of the best rule whose phrase occurs in ``words``, or NO_RANK.
+
+    The one-word phrases are settled first (they cost a lookup each); the longer phrases filed
+    under the words found are then compared only while they could still rank better.
+    """
     starts = found.key_words.intersection(words)
     if not starts:
-        return None
+        return NO_RANK
     entries = found.entries
     best = NO_RANK
-    joined = b""
+    pending = []
     for word in starts:
         rank, longer = entries[word]
         if rank < best:  # noqa: PLR1730 - a comparison costs less than a call in this loop
             best = rank
+        if longer:
+            pending.append(longer)
+    if not pending:
+        return best
+    if len(pending) > 1:
+        pending.sort()  # the list that can rank best first: it bounds the others sooner
+    joined = b" %s " % b" ".join(words)
+    for longer in pending:
         for rank, whole in longer:
             if rank >= best:
                 break
-            if not joined:
-                joined = b" %s " % b" ".join(words)
             if whole in joined:
                 best = rank
                 break
-    return WORDS[best] if best < NO_RANK else None
+    return best

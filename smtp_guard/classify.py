@@ -32,6 +32,13 @@ _GREYLIST_PHASES = frozenset({None, Phase.MAIL, Phase.RCPT, Phase.DATA})
 _UNIT_WORDS = frozenset(unit.encode() for unit in UNITS if unit.isascii())
 _CLOCK_MARK = re.compile(r":\d\d:")
 _CODE_PREFIX = re.compile(r"^(\d{3})(?:[ -]|$)", re.MULTILINE)
+_CODE_TEXT = {code: str(code) for code in range(200, 600)}
+# The rule tables as the hot path reads them (module globals: no attribute lookups per call).
+_INDEXES = _rules.INDEXES
+_STRONG_RANKS = _rules.STRONG_RANKS
+_NO_RANK = _rules.NO_RANK
+_RANK_CATEGORY = tuple(rule.category for rule in _rules.WORDS)
+_HINTS = {category: hint_for(category) for category in Category}
 
 
 class Classification(NamedTuple):
@@ -47,6 +54,11 @@ class Classification(NamedTuple):
     def error_class(self) -> type[ReplyError]:
         """The error class for this category (its permanence is decided per instance)."""
         return category_class(self.category)
+
+
+#: Builds a Classification from its five fields without the named tuple's Python-level
+#: ``__new__`` (the fields are in order already).
+_new_classification = tuple.__new__
 
 
 def _check_code(code: object) -> int:
@@ -103,12 +115,16 @@ def _decide(code: int, enhanced: str | None, tokens: list[bytes], phase: Phase |
     """Apply the five steps of :mod:`smtp_guard._rules` in order; the first that decides wins."""
     # Success and intermediate replies (2xx, 3xx) name no error: no word rule applies to them.
     reply_class = code // 100
-    rule = _rules.best_rule(tokens, reply_class, phase) if reply_class >= 4 else None
-    if rule is not None and rule.name in _rules.STRONG_NAMES:  # 1. unmistakable words
-        return rule.category
+    if reply_class >= 4:
+        found_index = _INDEXES.get((reply_class, phase)) or _rules.index(reply_class, phase)
+        rank = _rules.best_rank(found_index, tokens)
+        if rank < _STRONG_RANKS:  # 1. unmistakable words
+            return _RANK_CATEGORY[rank]
+    else:
+        rank = _NO_RANK
     found = _by_enhanced(code, enhanced, phase) if enhanced is not None else None  # 2.
-    if found is None and rule is not None:  # 3. the server's other words
-        found = rule.category
+    if found is None and rank < _NO_RANK:  # 3. the server's other words
+        found = _RANK_CATEGORY[rank]
     if found is None and enhanced is not None:  # 4. enhanced class and subject
         found = _by_subject(code, enhanced, phase)
     return found if found is not None else _by_code(code, phase)  # 5. the basic code
@@ -141,7 +157,9 @@ def classify(code: int, text: str | bytes, phase: Phase | str | None = None) -> 
         coerced = Phase.coerce(phase)  # another spelling, or a clear ValueError
     if isinstance(text, (bytes, bytearray)):
         text = bytes(text).decode("utf-8", errors="replace")
-    enhanced, body = split_enhanced(_without_code(code, text))
+    if text.startswith(_CODE_TEXT[code]):
+        text = _without_code(code, text)
+    enhanced, body = split_enhanced(text)
     lowered = body.lower()
     tokens = _rules.words_of(lowered)
     category = _decide(code, enhanced, tokens, coerced)
@@ -152,12 +170,15 @@ def classify(code: int, text: str | bytes, phase: Phase | str | None = None) -> 
         or not lowered.isascii()
         or (":" in body and _CLOCK_MARK.search(body) is not None)
     )
-    return Classification(
-        category,
-        code >= 500 and not _is_552_for_too_many_recipients(code, category, coerced),
-        enhanced,
-        parse_retry_after(body) if might_wait else None,
-        hint_for(category),
+    return _new_classification(
+        Classification,
+        (
+            category,
+            code >= 500 and not _is_552_for_too_many_recipients(code, category, coerced),
+            enhanced,
+            parse_retry_after(body) if might_wait else None,
+            _HINTS[category],
+        ),
     )
 
 

@@ -52,6 +52,8 @@ class Reply:
 # digits. Written bare, as "#5.3.4", or as "(#5.3.4)"; it must stand alone (followed by
 # whitespace, ';', ':', ',' or the end) so "5.1.1a" or an IP address is not taken for one.
 _LEADING = re.compile(r"[ \t]*\(?#?([245]\.\d{1,3}\.\d{1,3})\)?(?=[\s;:,]|$)[\s;:,]*")
+#: What a text that starts with a status can start with ("" is the empty text).
+_LEADING_FIRST = "245(# \t"
 _TRAILING = re.compile(
     r"[ \t]*\(#?([245]\.\d{1,3}\.\d{1,3})\)[ \t.]*$|[ \t]+#([245]\.\d{1,3}\.\d{1,3})[ \t.]*$"
 )
@@ -70,7 +72,7 @@ def split_enhanced(text: str) -> tuple[str | None, str]:
     ('5.1.1', 'sorry, no mailbox here by that name.')
     """
     if "\n" not in text:  # one line: the common case, without the list work below
-        match = _LEADING.match(text)
+        match = _LEADING.match(text) if text[:1] in _LEADING_FIRST else None
         if match:
             return match.group(1), text[match.end() :]
         if "#" in text or "(" in text:
