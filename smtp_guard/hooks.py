@@ -94,6 +94,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger("smtp_guard")
+# A library's loggers stay silent until the application configures logging (no "last resort"
+# output to stderr from a script that did not ask for it).
+logger.addHandler(logging.NullHandler())
 _hook_logger = logging.getLogger("smtp_guard.hooks")
 
 
@@ -364,7 +367,10 @@ class SendTracker:
         recipients: Iterable[str] | None = None,
     ) -> None:
         """Report the end of the send call: ``error`` is what it raised, if anything."""
-        if not self._listening(logging.INFO):
+        # A failed or partial result is logged at WARNING or ERROR: build it whenever that
+        # level is on, even where INFO is off.
+        quiet = error is None and not refused
+        if not self._listening(logging.INFO if quiet else logging.WARNING):
             return
         everyone = self.recipients if recipients is None else tuple(recipients)
         outcomes, errors = _outcomes(everyone, delivered, refused, error)

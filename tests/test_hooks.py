@@ -214,6 +214,16 @@ async def test_result_log_level_follows_the_outcome(caplog: pytest.LogCaptureFix
     assert levels == [logging.INFO, logging.ERROR]
 
 
+async def test_failures_are_logged_where_info_is_off(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, "smtp_guard"):
+        track = hooks.SendTracker(recipients=["b@x.test", "c@x.test"])
+        await track.attempt(1, delivered=["b@x.test"], refused={"c@x.test": UNKNOWN})
+        await track.result(attempts=1, delivered=["b@x.test"], refused={"c@x.test": UNKNOWN})
+        await hooks.SendTracker(recipients=["b@x.test"]).result(attempts=1, delivered=["b@x.test"])
+    records = [r for r in caplog.records if r.name == "smtp_guard"]
+    assert [(r.levelno, vars(r)["smtp_event"]) for r in records] == [(logging.WARNING, "result")]
+
+
 async def test_nothing_is_built_when_nobody_listens(monkeypatch: pytest.MonkeyPatch) -> None:
     built: list[object] = []
 
