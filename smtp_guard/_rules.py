@@ -1289,72 +1289,30 @@ def applies(rule: WordRule, reply_class: int, phase: P | None) -> bool:
     return reply_class in rule.classes and (rule.phases is None or phase in rule.phases)
 
 
-# Words too common in replies to look phrases up by. A longer phrase is filed under its
-# least shared other word (the one fewest phrases contain), so that a reply's common words
-# lead to few comparisons.
-_COMMON_WORDS = frozenset(
-    [
-        "a",
-        "an",
-        "the",
-        "is",
-        "are",
-        "was",
-        "were",
-        "be",
-        "been",
-        "has",
-        "have",
-        "had",
-        "of",
-        "to",
-        "in",
-        "on",
-        "for",
-        "by",
-        "at",
-        "from",
-        "with",
-        "and",
-        "or",
-        "not",
-        "no",
-        "your",
-        "you",
-        "this",
-        "that",
-        "it",
-        "its",
-        "as",
-        "do",
-        "does",
-        "can",
-        "t",
-        "s",
-        "mail",
-        "email",
-        "message",
-        "messages",
-        "user",
-        "account",
-        "mailbox",
-        "recipient",
-        "sender",
-        "address",
-        "domain",
-        "ip",
-        "server",
-        "too",
-        "many",
-        "please",
-        "try",
-        "again",
-        "later",
-        "smtp",
-        "error",
-        "rejected",
-    ]
-)
+# The words of real replies that phrases contain, most frequent first: the words shared by at
+# least four of the dev replies in tests/data (counted once per reply). A longer phrase is
+# filed under its word least frequent in replies (a word not listed is the rarest), so that a
+# reply's common words lead to few comparisons; ties go to the word fewest phrases contain.
+# The choice changes only the speed of the lookup, never its answer.
+_REPLY_WORDS_TEXT = """
+    to not mail message for is address this from rejected the error ip your a please has
+    recipient user sender spam messages domain of email blocked too denied in mailbox
+    been smtp and service try access exceeded go policy or no host by invalid many relay
+    spf again that authentication you our connection unavailable client sent unknown be
+    later account quota sending temporarily accepted due found send de limit t allowed
+    as rate valid rfc server command list refused cannot are system helo on does size
+    senders limited rcpt failed required temporary first over recipients was content
+    must at connections using id name local bad dns disabled check closing limits
+    requires dkim per reach delivery block spamhaus will deferred syntax reverse have an
+    greylisted storage authenticate find hostname header data tried reputation reject
+    black errors exceeds dmarc bulk originating time full problem unauthenticated tls
+    daily authenticated permitted commands listed authorized here envelope refuse
+    password expired unusual out space trying virus unrecognized unsolicited 5322
+    transaction ehlo 5321 domains their exist addresses frequency violation checks
+    available banned need servers doesn much loop verification
+"""
+_REPLY_WORDS = _REPLY_WORDS_TEXT.split()
+_REPLY_FREQUENCY = {word.encode(): len(_REPLY_WORDS) - i for i, word in enumerate(_REPLY_WORDS)}
 
 
 @functools.cache
@@ -1370,8 +1328,9 @@ def _phrase_counts() -> dict[bytes, int]:
 
 def _key_word(words: tuple[bytes, ...]) -> bytes:
     counts = _phrase_counts()
-    specific = [word for word in words if word.decode() not in _COMMON_WORDS] or list(words)
-    return min(specific, key=lambda word: (counts.get(word, 0), -len(word)))
+    return min(
+        words, key=lambda word: (_REPLY_FREQUENCY.get(word, 0), counts.get(word, 0), -len(word))
+    )
 
 
 @dataclass(frozen=True, slots=True)
