@@ -224,3 +224,15 @@ def test_open_close_keep_the_connection_across_calls() -> None:
         assert backend.connection is None
     assert server.connection_count == 1
     assert len(server.messages) == 2
+
+
+def test_email_use_ssl_is_tls_from_the_first_byte() -> None:
+    with (
+        FaultServer("tls=implicit") as server,
+        _settings(
+            server, EMAIL_USE_SSL=True, SMTP_GUARD_OPTIONS={"cert_bundle": str(server.ca_cert_path)}
+        ),
+    ):
+        assert mail.get_connection().send_messages([_email("a@x.test")]) == 1
+    (txn,) = server.messages
+    assert txn.tls
