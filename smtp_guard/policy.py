@@ -50,8 +50,10 @@ class RetryPolicy:
     """How :func:`smtp_guard.send` retries: an immutable value (use :func:`dataclasses.replace`).
 
     - ``attempts``: the most attempts in one call (1 = never retry).
-    - ``deadline``: seconds for the whole call; no attempt starts after it, and no wait is
-      started that would end after it.
+    - ``deadline``: seconds for the whole call (more than 0; ``math.inf`` for none); no attempt
+      starts after it, no wait is started that would end after it, and each network operation
+      (connect, greeting, every command, the reply to the message) is bounded by
+      ``min(timeout, time left)``, so a server that stalls cannot stretch the call past it.
     - ``initial_wait``, ``max_wait``, ``jitter``: exponential backoff, ``initial_wait * 2**(n-1)``
       capped at ``max_wait``, plus a uniform random ``[0, jitter)`` seconds.
     - ``honor_server_hints``: a server's "try again in 5 minutes" replaces the computed wait;
@@ -80,6 +82,11 @@ class RetryPolicy:
                 raise InvalidInput(f"RetryPolicy.{name} must be a number, got {value!r}")
             if value < 0:
                 raise InvalidInput(f"RetryPolicy.{name} must not be negative, got {value!r}")
+        if not self.deadline > 0:
+            raise InvalidInput(
+                f"RetryPolicy.deadline must be more than 0 seconds (it bounds every network "
+                f"operation of the call), got {self.deadline!r}"
+            )
         if self.max_wait < self.initial_wait:
             raise InvalidInput(
                 f"RetryPolicy.max_wait ({self.max_wait}) is less than initial_wait "

@@ -43,6 +43,7 @@ def test_it_is_immutable() -> None:
         {"attempts": 1.5},
         {"attempts": True},
         {"deadline": -1},
+        {"deadline": 0},
         {"jitter": float("nan")},
         {"initial_wait": "1"},
         {"initial_wait": 10, "max_wait": 5},

@@ -29,6 +29,7 @@ import aiosmtplib
 from aiosmtplib.smtp import DEFAULT_TIMEOUT
 
 from smtp_guard._enums import Phase
+from smtp_guard.client._deadline import bound, time_left
 from smtp_guard.client._mapping import map_error, tls_error
 from smtp_guard.client._validate import check_hostname
 from smtp_guard.errors import (
@@ -183,7 +184,9 @@ class Connection:
         if not self.is_connected:
             return False
         try:
-            response = await self.client.execute_command(b"RSET")
+            response = await self.client.execute_command(
+                b"RSET", timeout=bound(self.client.timeout)
+            )
         except LOWER_ERRORS:
             self.abort()
             return False
@@ -200,7 +203,7 @@ class Connection:
         """
         if self.is_connected:
             with contextlib.suppress(*LOWER_ERRORS):
-                await self.client.quit(timeout=min(self.params.timeout or 5.0, 5.0))
+                await self.client.quit(timeout=bound(min(self.params.timeout or 5.0, 5.0)))
         self.abort()
 
     def abort(self) -> None:
@@ -222,7 +225,7 @@ async def open_connection(params: ConnectParams) -> Connection:
     client = params._client()
     try:
         try:
-            await client.connect()
+            await _connect(client, params)
         except LOWER_ERRORS as exc:
             raise map_error(exc, phase=Phase.CONNECT) from exc
         await _ehlo(client)
@@ -267,6 +270,26 @@ def _check_sock(sock: socket.socket | None) -> None:
     _SOCKETS_USED.add(sock)
 
 
+async def _connect(client: aiosmtplib.SMTP, params: ConnectParams) -> None:
+    """TCP (or TLS) connect and greeting, each bounded by the timeout and the deadline.
+
+    Under a deadline the whole of it is bounded too: aiosmtplib looks up the local host
+    name (``socket.getfqdn``, when ``local_hostname`` is not given) outside its timeout.
+    """
+    left = time_left()
+    if left is None:
+        await client.connect()
+        return
+    try:
+        await asyncio.wait_for(client.connect(timeout=bound(params.timeout)), left)
+    except asyncio.TimeoutError as exc:
+        if isinstance(exc, aiosmtplib.SMTPException):
+            raise  # aiosmtplib's own (typed) timeout
+        raise aiosmtplib.SMTPConnectTimeoutError(
+            f"Timed out connecting to {params.server}: the call's deadline was reached"
+        ) from exc
+
+
 async def _settle() -> None:
     """Let a closed transport release its socket (on the loop's next turns).
 
@@ -279,11 +302,11 @@ async def _settle() -> None:
 async def _ehlo(client: aiosmtplib.SMTP) -> None:
     try:
         try:
-            await client.ehlo()
+            await client.ehlo(timeout=bound(client.timeout))
         except aiosmtplib.SMTPHeloError:
             if not client.is_connected:
                 raise
-            await client.helo()
+            await client.helo(timeout=bound(client.timeout))
     except LOWER_ERRORS as exc:
         raise map_error(exc, phase=Phase.EHLO) from exc
 
@@ -307,7 +330,7 @@ async def _maybe_starttls(client: aiosmtplib.SMTP, params: ConnectParams) -> boo
             f"{params.server} does not offer STARTTLS, so the credentials were not sent"
         )
     try:
-        await client.starttls()
+        await client.starttls(timeout=bound(client.timeout))
     except ssl.SSLError as exc:
         raise tls_error(exc) from exc
     except LOWER_ERRORS as exc:
@@ -331,8 +354,8 @@ async def _login(client: aiosmtplib.SMTP, params: ConnectParams) -> None:
         )
     try:
         if params.oauth_token_generator is not None:
-            token = await params.oauth_token_generator()
-            await client.auth_xoauth2(username, token)
+            token = await asyncio.wait_for(params.oauth_token_generator(), bound(None))
+            await client.auth_xoauth2(username, token, timeout=bound(client.timeout))
         else:
             await _login_password(client, username, params.password or "", params.server)
     except LOWER_ERRORS as exc:
@@ -364,7 +387,7 @@ async def _login_password(
     for name in methods:
         method = getattr(client, f"auth_{name.replace('-', '')}")
         try:
-            await method(username, password)
+            await method(username, password, timeout=bound(client.timeout))
         except aiosmtplib.SMTPAuthenticationError as exc:
             last = exc
             if exc.code < 500 or not client.is_connected:

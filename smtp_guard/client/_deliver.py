@@ -15,7 +15,8 @@ The rules that protect the user's mail:
   got the message (in an earlier attempt or transaction), the error's ``delivered`` names them.
 - "Too many recipients": the rest go in further transactions on the same connection at once.
 - A wait (the server's hint or the backoff) that does not fit the deadline: stop now and raise
-  the error with ``retry_after`` set.
+  the error with ``retry_after`` set. Within an attempt, each network operation is bounded by
+  ``min(timeout, time left to the deadline)`` (:mod:`._deadline`), a hanging connect too.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from tenacity import AsyncRetrying, RetryCallState, stop_never
 
 from smtp_guard import hooks
 from smtp_guard.client._connect import Connection
+from smtp_guard.client._deadline import deadline_in
 from smtp_guard.client._transaction import TransactionResult, run_transaction
 from smtp_guard.client._validate import Envelope
 from smtp_guard.client.result import SendResult
@@ -37,6 +39,7 @@ from smtp_guard.errors import (
     RecipientsRefused,
     ReplyError,
     SMTPGuardError,
+    SMTPTimeout,
 )
 from smtp_guard.policy import RetryDecision, RetryPolicy, is_testing
 
@@ -181,6 +184,14 @@ async def deliver(
 async def _attempt(
     state: _State, acquire: Acquire, release: Release, transact: Transaction
 ) -> SendResult:
+    # Every network operation of the attempt ends by the deadline: min(timeout, time left).
+    with deadline_in(state.policy.deadline - state.elapsed()):
+        return await _attempt_in_time(state, acquire, release, transact)
+
+
+async def _attempt_in_time(
+    state: _State, acquire: Acquire, release: Release, transact: Transaction
+) -> SendResult:
     state.attempt += 1
     number = state.attempt
     tracker = state.tracker
@@ -274,6 +285,11 @@ def _finish(state: _State, final: SMTPGuardError) -> SMTPGuardError | SendResult
         return final
     if isinstance(final, DeliveryUncertain):
         final.recipients = tuple(state.names(final.recipients))
+    if isinstance(final, SMTPTimeout) and state.elapsed() >= state.policy.deadline:
+        final.hint = (
+            f"The call's deadline ({state.policy.deadline:g}s) ran out while waiting for the "
+            "server; retry later, or raise RetryPolicy.deadline."
+        )
     final.attempts = state.attempt
     final.history = tuple(history)
     # Partial delivery is never silent: whoever already got the message is on the error.

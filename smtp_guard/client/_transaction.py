@@ -25,6 +25,7 @@ from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
 
 from smtp_guard._enums import Phase
 from smtp_guard.client._connect import LOWER_ERRORS, Connection
+from smtp_guard.client._deadline import bound
 from smtp_guard.client._mapping import map_error, reply_error
 from smtp_guard.client._validate import Envelope
 from smtp_guard.errors import (
@@ -157,7 +158,9 @@ async def _mail(
     options = [o.encode("ascii") for o in prepared.mail_options]
     result.not_attempted = result.recipients
     try:
-        reply = await conn.client.execute_command(b"MAIL", b"FROM:" + sender, *options)
+        reply = await conn.client.execute_command(
+            b"MAIL", b"FROM:" + sender, *options, timeout=bound(conn.client.timeout)
+        )
     except LOWER_ERRORS as exc:
         conn.abort()  # out of step with the server, or gone: never reuse it
         result.error = map_error(exc, phase=Phase.MAIL, sender=envelope.sender)
@@ -180,7 +183,9 @@ async def _rcpts(
     for index, rcpt in enumerate(rcpts):
         path = f"<{rcpt}>".encode(prepared.encoding)
         try:
-            reply = await conn.client.execute_command(b"RCPT", b"TO:" + path, *options)
+            reply = await conn.client.execute_command(
+                b"RCPT", b"TO:" + path, *options, timeout=bound(conn.client.timeout)
+            )
         except LOWER_ERRORS as exc:
             conn.abort()
             result.error = map_error(exc, phase=Phase.RCPT, sender=envelope.sender)
@@ -216,7 +221,7 @@ async def _data(
     """DATA, then the message and its final "."; sets ``delivered`` or ``error``."""
     client = conn.client
     try:
-        reply = await client.execute_command(b"DATA")
+        reply = await client.execute_command(b"DATA", timeout=bound(client.timeout))
     except LOWER_ERRORS as exc:
         conn.abort()
         result.error = map_error(exc, phase=Phase.DATA, sender=envelope.sender)
@@ -236,7 +241,7 @@ async def _data(
         return
     try:
         # No await between write() and read_response(): the reply cannot be missed.
-        reply = await protocol.read_response(timeout=client.timeout)
+        reply = await protocol.read_response(timeout=bound(client.timeout))
     except LOWER_ERRORS as exc:
         client.close()  # the reply may still come: never pair it with a later command
         result.error = map_error(

@@ -1,0 +1,149 @@
+"""The policy's deadline bounds every network operation: min(timeout, time left).
+
+Each server here stalls for seconds; the call's deadline is a fraction of that, and the
+timeout is larger (or None). Without the bound each of these sends would wait the server
+out and succeed; with it they end with the typed timeout error. No timing is asserted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import aiosmtplib
+import pytest
+
+from smtp_guard.client import send
+from smtp_guard.client._deadline import bound, deadline_in, time_left
+from smtp_guard.errors import ConnectTimeout, DeliveryUncertain, ReadTimeout
+from smtp_guard.policy import RetryPolicy, no_wait
+from smtp_guard.testing import FaultServer
+
+RAW = b"Subject: deadline\r\n\r\nbody\r\n"
+SHORT = RetryPolicy(attempts=3, deadline=0.3, initial_wait=0.0, jitter=0.0)
+
+
+@pytest.fixture(autouse=True)
+def _no_real_sleep() -> Iterator[None]:
+    with no_wait():
+        yield
+
+
+def kw(server: FaultServer, **extra: Any) -> dict[str, Any]:
+    return {"hostname": server.host, "port": server.port, "local_hostname": "client.test", **extra}
+
+
+async def test_a_greeting_that_never_comes_ends_at_the_deadline_even_without_timeout() -> None:
+    async with FaultServer("connect=delay=3s") as srv:
+        with pytest.raises(ConnectTimeout) as caught:
+            await send(
+                RAW, sender="a@sender.test", recipients=["b@rcpt.test"], policy=SHORT,
+                **kw(srv, timeout=None),
+            )  # fmt: skip
+        assert srv.messages == []
+    assert isinstance(caught.value, aiosmtplib.SMTPConnectTimeoutError)
+    assert "deadline" in caught.value.hint
+
+
+async def test_a_stalled_command_ends_at_the_deadline_not_at_the_timeout() -> None:
+    async with FaultServer("data=delay=3s") as srv:
+        with pytest.raises(ReadTimeout) as caught:
+            await send(
+                RAW, sender="a@sender.test", recipients=["b@rcpt.test"], policy=SHORT,
+                **kw(srv, timeout=30),
+            )  # fmt: skip
+        assert srv.messages == []
+    error = caught.value
+    assert "deadline (0.3s)" in error.hint
+    assert "deadline" in str(error)
+
+
+async def test_a_stalled_reply_to_the_final_dot_is_uncertain_at_the_deadline() -> None:
+    async with FaultServer("message=delay=3s") as srv:
+        with pytest.raises(DeliveryUncertain) as caught:
+            await send(
+                RAW, sender="a@sender.test", recipients=["b@rcpt.test"], policy=SHORT,
+                **kw(srv, timeout=None),
+            )  # fmt: skip
+        assert srv.connection_count == 1  # never resent
+    assert caught.value.reason == "timeout"
+
+
+async def test_a_hanging_local_name_lookup_ends_at_the_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """aiosmtplib calls socket.getfqdn (outside its timeout) when local_hostname is None.
+
+    The lookup is the one part replaced: a resolver that does not answer cannot be had on
+    loopback. Everything else is a real connection to a real server.
+    """
+    release = threading.Event()
+
+    def stuck_lookup(name: str = "") -> str:
+        release.wait(5)
+        return "client.test"
+
+    monkeypatch.setattr(socket, "getfqdn", stuck_lookup)
+    async with FaultServer() as srv:
+        try:
+            with pytest.raises(ConnectTimeout):
+                await send(
+                    RAW, sender="a@sender.test", recipients=["b@rcpt.test"], policy=SHORT,
+                    hostname=srv.host, port=srv.port, timeout=30,
+                )  # fmt: skip
+        finally:
+            release.set()
+        assert srv.messages == []
+
+
+async def test_a_slow_server_within_the_deadline_is_waited_for() -> None:
+    async with FaultServer("data=delay=0.2s") as srv:
+        result = await send(
+            RAW, sender="a@sender.test", recipients=["b@rcpt.test"],
+            policy=RetryPolicy(deadline=30), **kw(srv, timeout=5),
+        )  # fmt: skip
+        assert srv.deliveries_to("b@rcpt.test") == 1
+    assert result.attempts == 1
+
+
+# --------------------------------------------------------------------------- the bound itself
+
+
+def test_without_a_deadline_the_timeout_is_kept() -> None:
+    assert time_left() is None
+    assert bound(60.0) == 60.0
+    assert bound(None) is None
+
+
+def test_the_bound_is_the_smaller_of_timeout_and_time_left() -> None:
+    with deadline_in(1000.0):
+        left = time_left()
+        assert left is not None
+        assert 0 < left <= 1000.0
+        assert bound(5.0) == 5.0
+        assert bound(None) == pytest.approx(left, abs=1.0)
+        with deadline_in(2000.0):  # nested: the earlier deadline stays
+            inner = bound(None)
+            assert inner is not None
+            assert inner <= 1000.0
+        with deadline_in(-1.0):  # passed already
+            assert bound(5.0) == 0.0
+    with deadline_in(math.inf):
+        assert bound(None) is None
+    assert time_left() is None
+
+
+async def test_concurrent_calls_each_see_their_own_deadline() -> None:
+    async def left_in(seconds: float) -> float | None:
+        with deadline_in(seconds):
+            await asyncio.sleep(0)
+            return time_left()
+
+    short, long = await asyncio.gather(left_in(10.0), left_in(1000.0))
+    assert short is not None
+    assert long is not None
+    assert short <= 10.0 < long
