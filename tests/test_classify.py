@@ -467,6 +467,30 @@ def test_basic_code_table_covers_every_rfc_5321_error_code() -> None:
     assert rfc_5321 <= set(_rules.BY_CODE)
 
 
+def _best_rule_by_brute_force(words: list[bytes], reply_class: int, phase: Phase | None) -> str:
+    """Every phrase of every applicable rule compared, in precedence order: the reference."""
+    joined = b" %s " % b" ".join(words)
+    for rule in _rules.WORDS:
+        if not _rules.applies(rule, reply_class, phase):
+            continue
+        for phrase in rule.phrases:
+            if any(b" %s " % b" ".join(seq) in joined for seq in _rules.expand(phrase)):
+                return rule.name
+    return ""
+
+
+def test_the_one_pass_lookup_finds_what_comparing_every_phrase_finds() -> None:
+    """The index (key words, ordering, early stops) is only a faster way to the same answer."""
+    for row in DEV + HELD_OUT:
+        if row.code < 400:
+            continue
+        words = _rules.words_of(split_enhanced(row.text)[1].lower())
+        phase = Phase.coerce(row.phase)
+        found = _rules.best_rule(words, row.code // 100, phase)
+        expected = _best_rule_by_brute_force(words, row.code // 100, phase)
+        assert (found.name if found else "") == expected, f"line {row.line}"
+
+
 def test_words_are_cut_alike_for_ascii_and_other_scripts() -> None:
     assert _rules.words_of("user unknown, (#5.1.1)") == [b"user", b"unknown", b"5", b"1", b"1"]
     assert _rules.words_of("n\u2019existe pas \u00abici\u00bb") == [b"n", b"existe", b"pas", b"ici"]
