@@ -317,3 +317,37 @@ async def test_with_a_given_socket_a_transient_failure_is_not_retried() -> None:
             )  # fmt: skip
         assert srv.connection_count == 1
     assert caught.value.attempts == 1
+
+
+async def test_421_to_ehlo_is_final_even_if_the_server_keeps_the_socket_open() -> None:
+    """RFC 5321 3.8: a 421 closes the channel; no HELO fallback, no mail on this connection."""
+    seen: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 sloppy.test ESMTP\r\n")
+        while line := await reader.readline():
+            seen.append(line.split()[0].upper())
+            if line.upper().startswith(b"EHLO"):
+                writer.write(b"421 4.3.2 Shutting down\r\n")  # ... and does not close
+            elif line.upper().startswith(b"QUIT"):
+                writer.write(b"221 bye\r\n")
+                break
+            else:
+                writer.write(b"250 ok\r\n")
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = int(server.sockets[0].getsockname()[1])
+    try:
+        with pytest.raises(TransientError) as caught:
+            await send(
+                RAW, sender="a@sender.test", recipients=["b@rcpt.test"], hostname="127.0.0.1",
+                port=port, local_hostname="client.test", policy=RetryPolicy.never(),
+            )  # fmt: skip
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert caught.value.code == 421
+    assert b"HELO" not in seen
+    assert b"MAIL" not in seen
