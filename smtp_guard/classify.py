@@ -39,6 +39,7 @@ _STRONG_RANKS = _rules.STRONG_RANKS
 _NO_RANK = _rules.NO_RANK
 _RANK_CATEGORY = tuple(rule.category for rule in _rules.WORDS)
 _HINTS = {category: hint_for(category) for category in Category}
+_words_of = _rules.words_of
 
 
 class Classification(NamedTuple):
@@ -161,7 +162,7 @@ def classify(code: int, text: str | bytes, phase: Phase | str | None = None) -> 
         text = _without_code(code, text)
     enhanced, body = split_enhanced(text)
     lowered = body.lower()
-    tokens = _rules.words_of(lowered)
+    tokens = _words_of(lowered)
     category = _decide(code, enhanced, tokens, coerced)
     # Only a text naming a wait can hold a retry hint: an ASCII text without a unit word or a
     # clock time is not scanned for one (the answer would be None).
@@ -174,7 +175,8 @@ def classify(code: int, text: str | bytes, phase: Phase | str | None = None) -> 
         Classification,
         (
             category,
-            code >= 500 and not _is_552_for_too_many_recipients(code, category, coerced),
+            code >= 500
+            and not (code == 552 and _is_552_for_too_many_recipients(code, category, coerced)),
             enhanced,
             parse_retry_after(body) if might_wait else None,
             _HINTS[category],

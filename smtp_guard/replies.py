@@ -54,9 +54,16 @@ class Reply:
 _LEADING = re.compile(r"[ \t]*\(?#?([245]\.\d{1,3}\.\d{1,3})\)?(?=[\s;:,]|$)[\s;:,]*")
 #: What a text that starts with a status can start with ("" is the empty text).
 _LEADING_FIRST = "245(# \t"
+_TRAILING_LAST = frozenset(")0123456789")
 _TRAILING = re.compile(
     r"[ \t]*\(#?([245]\.\d{1,3}\.\d{1,3})\)[ \t.]*$|[ \t]+#([245]\.\d{1,3}\.\d{1,3})[ \t.]*$"
 )
+
+
+def _may_trail(line: str) -> bool:
+    """Whether ``line`` can end in a trailing status (``(#5.1.1)`` or `` #5.1.1``): it names
+    one with '#' or '(' and ends, but for spaces and dots, in ')' or a digit."""
+    return ("#" in line or "(" in line) and line.rstrip(" \t.")[-1:] in _TRAILING_LAST
 
 
 def split_enhanced(text: str) -> tuple[str | None, str]:
@@ -75,7 +82,7 @@ def split_enhanced(text: str) -> tuple[str | None, str]:
         match = _LEADING.match(text) if text[:1] in _LEADING_FIRST else None
         if match:
             return match.group(1), text[match.end() :]
-        if "#" in text or "(" in text:
+        if _may_trail(text):
             found = _TRAILING.search(text)
             if found:
                 return found.group(1) or found.group(2), text[: found.start()]
@@ -90,7 +97,7 @@ def split_enhanced(text: str) -> tuple[str | None, str]:
             lines[index] = line[match.end() :]
     if enhanced is None:
         for index, line in enumerate(lines):
-            match = _TRAILING.search(line) if "#" in line or "(" in line else None
+            match = _TRAILING.search(line) if _may_trail(line) else None
             if match:
                 enhanced = match.group(1) or match.group(2)
                 lines[index] = line[: match.start()]

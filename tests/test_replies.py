@@ -291,3 +291,36 @@ def test_doctests() -> None:
     result = doctest.testmod(replies)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+def _split_enhanced_reference(text: str) -> tuple[str | None, str]:
+    """split_enhanced without its shortcuts: every regular expression tried on every line."""
+    enhanced: str | None = None
+    lines = text.split("\n")
+    for index, line in enumerate(lines):
+        match = replies._LEADING.match(line)
+        if match:
+            enhanced = enhanced or match.group(1)
+            lines[index] = line[match.end() :]
+    if enhanced is None:
+        for index, line in enumerate(lines):
+            found = replies._TRAILING.search(line)
+            if found:
+                enhanced = found.group(1) or found.group(2)
+                lines[index] = line[: found.start()]
+                break
+    return enhanced, "\n".join(lines)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            ["5.1.1", "#4.7.1", "(#5.3.4)", " ", "\t", ".", "(", ")", "#", "x", "\n", "550 ", ";"]
+        ),
+        max_size=12,
+    ).map("".join)
+)
+def test_split_enhanced_shortcuts_change_no_answer(text: str) -> None:
+    """The cheap checks that skip a regular expression never skip one that would match."""
+    assert split_enhanced(text) == _split_enhanced_reference(text)
