@@ -57,6 +57,7 @@ import inspect
 import logging
 import re
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -173,22 +174,27 @@ class Hook(Protocol):
 
 # --------------------------------------------------------------------------- registry
 
+# Copy-on-write: readers (every send, any thread) take the tuple without a lock; writers
+# replace it under the lock, so two threads registering at once both get in.
 _global: tuple[Hook, ...] = ()
+_registry_lock = threading.Lock()
 
 
 def add_hook(hook: Hook) -> None:
-    """Register ``hook`` for every send in this process."""
-    global _global  # noqa: PLW0603 (copy-on-write tuple: readers never see a half-done list)
+    """Register ``hook`` for every send in this process (all threads and event loops)."""
+    global _global  # noqa: PLW0603
     _check(hook)
-    _global = (*_global, hook)
+    with _registry_lock:
+        _global = (*_global, hook)
 
 
 def remove_hook(hook: Hook) -> None:
     """Unregister ``hook`` (ValueError if it was not registered)."""
     global _global  # noqa: PLW0603
-    items = list(_global)
-    items.remove(hook)
-    _global = tuple(items)
+    with _registry_lock:
+        items = list(_global)
+        items.remove(hook)
+        _global = tuple(items)
 
 
 def registered_hooks() -> tuple[Hook, ...]:
@@ -198,7 +204,11 @@ def registered_hooks() -> tuple[Hook, ...]:
 
 @contextmanager
 def using_hooks(*added: Hook) -> Iterator[None]:
-    """Register ``added`` hooks for the duration of a ``with`` block."""
+    """Register ``added`` hooks for the duration of a ``with`` block.
+
+    The registration is process-wide: sends in other threads or tasks during the block are
+    reported to them too.
+    """
     for hook in added:
         add_hook(hook)
     try:
