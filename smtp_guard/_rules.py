@@ -917,7 +917,14 @@ WEAK_WORDS: tuple[WordRule, ...] = (
     WordRule(
         "sender_domain_at_mail",
         C.BAD_ADDRESS,
-        ("no mx", "no mx servers", "domain not found", "host not found", "no such domain"),
+        (
+            "no mx",
+            "no mx servers",
+            "domain not found",
+            "host not found",
+            "no such domain",
+            "{домен|domain|domaine|dominio} {не найден|nicht gefunden|introuvable|inexistant}",
+        ),
         ANY_CLASS,
         frozenset({P.MAIL}),  # in answer to MAIL FROM, a missing domain is the sender's
     ),
