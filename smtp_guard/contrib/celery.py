@@ -29,6 +29,11 @@ passwords never go through the broker::
         "retry_uncertain": False,
     }
 
+With Redis (or SQS) as the broker, a retry scheduled further ahead than the broker's
+``visibility_timeout`` (Redis: one hour by default) is delivered again to another worker, and
+the recipients still owed could get the message twice: keep ``max_countdown`` below it (or
+raise ``broker_transport_options={"visibility_timeout": ...}``).
+
 Every other key is passed to ``send_sync`` as a keyword argument (``timeout``, ``use_tls``,
 ``validate_certs``, ``cert_bundle``, ``local_hostname``, ``allow_insecure_auth``, ...).
 For your own task, subclass :class:`GuardedTask` (override :meth:`~GuardedTask.send_options`
