@@ -412,7 +412,7 @@ def test_dev_accuracy() -> None:
 
 #: What the rules reach on replies they were never tuned on, as a regression floor. The
 #: target is HELD_OUT_TARGET; see test_held_out_accuracy_target for where it stands.
-HELD_OUT_FLOOR = 0.87
+HELD_OUT_FLOOR = 0.886  # 149/168 at the 8th scoring (tests/data/README.md)
 HELD_OUT_TARGET = 0.95
 
 
@@ -429,7 +429,7 @@ def test_held_out_accuracy() -> None:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="held-out accuracy is 88.1% (148/168), under the 95% target: 88.0% on the first "
+    reason="held-out accuracy is 88.7% (149/168), under the 95% target: 88.0% on the first "
     "scoring of the first 142 rows; later batches from new sources scored once: 7/11, 5/8, "
     "4/7. See tests/data/README.md for the scoring history",
 )
