@@ -66,7 +66,7 @@ if TYPE_CHECKING:
 
     from smtp_guard.testing import FaultServer
 
-__all__ = ["FAULTS", "POLICY", "Scenario", "add_arguments", "plan", "run"]
+__all__ = ["FAULTS", "POLICY", "SCENARIOS", "Scenario", "add_arguments", "plan", "run"]
 
 HELP = "watch smtp_guard send 30 messages through a local server that misbehaves on purpose"
 
