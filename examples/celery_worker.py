@@ -40,11 +40,8 @@ app.conf.update(
         "password": os.environ.get("SMTP_PASSWORD") or None,
         "timeout": 10,
         "policy": {"attempts": 2, "deadline": 15.0},
-        "max_countdown": (
-            float(os.environ["SMTP_GUARD_MAX_COUNTDOWN"])
-            if os.environ.get("SMTP_GUARD_MAX_COUNTDOWN")
-            else None
-        ),
+        # below the broker's visibility timeout (Redis: 1 hour), or a retry runs twice
+        "max_countdown": float(os.environ.get("SMTP_GUARD_MAX_COUNTDOWN", "3000")),
     },
 )
 

@@ -300,6 +300,8 @@ def test_countdown_uses_the_server_hint_then_the_cap(eager_app: Celery) -> None:
     task.push_request(retries=2)
     try:
         assert task.countdown_for(hinted) == 300.0
+        hour = error_from_reply(450, "4.2.1 Rate limited, try again in 7200 seconds", "mail")
+        assert task.countdown_for(hour) == 3000.0  # under Redis's visibility timeout
         assert task.countdown_for(plain) == 8.0  # initial_wait * 2**retries
         eager_app.conf.smtp_guard = {**eager_app.conf.smtp_guard, "max_countdown": 5}
         assert task.countdown_for(hinted) == 5.0

@@ -25,14 +25,15 @@ passwords never go through the broker::
         "hostname": "smtp.example.com", "port": 587, "start_tls": True,
         "username": "app", "password": os.environ["SMTP_PASSWORD"],
         "policy": {"attempts": 2, "deadline": 15},   # in-process retries for short blips
-        "max_countdown": None,                       # cap on Celery countdowns (seconds)
+        "max_countdown": 3000,                       # cap on Celery countdowns (seconds)
         "retry_uncertain": False,
     }
 
 With Redis (or SQS) as the broker, a retry scheduled further ahead than the broker's
 ``visibility_timeout`` (Redis: one hour by default) is delivered again to another worker, and
-the recipients still owed could get the message twice: keep ``max_countdown`` below it (or
-raise ``broker_transport_options={"visibility_timeout": ...}``).
+the recipients still owed could get the message twice: ``max_countdown`` (default 3000 s,
+None for no cap) must stay below it (or raise ``broker_transport_options``'s
+``visibility_timeout``).
 
 Every other key is passed to ``send_sync`` as a keyword argument (``timeout``, ``use_tls``,
 ``validate_certs``, ``cert_bundle``, ``local_hostname``, ``allow_insecure_auth``, ...).
@@ -64,6 +65,7 @@ from smtp_guard.hooks import Outcome, message_id_of
 from smtp_guard.policy import RetryPolicy
 
 __all__ = [
+    "DEFAULT_MAX_COUNTDOWN",
     "DEFAULT_POLICY",
     "SETTINGS_KEY",
     "GuardedTask",
@@ -82,6 +84,10 @@ SETTINGS_KEY = "smtp_guard"
 DEFAULT_POLICY = RetryPolicy(attempts=2, deadline=15.0, initial_wait=1.0, max_wait=5.0)
 
 _OWN_SETTINGS = frozenset({"policy", "max_countdown", "retry_uncertain"})
+
+#: The longest Celery countdown unless ``max_countdown`` says otherwise: under the one hour
+#: visibility timeout of Redis and SQS, past which a scheduled retry is delivered twice.
+DEFAULT_MAX_COUNTDOWN = 3000.0
 
 
 def envelope(
@@ -166,7 +172,7 @@ class GuardedTask(Task):  # type: ignore[misc]  # Celery ships no type informati
             wait = float(error.retry_after)
         else:
             wait = policy.backoff(int(self.request.retries) + 1)
-        cap = self.settings().get("max_countdown")
+        cap = self.settings().get("max_countdown", DEFAULT_MAX_COUNTDOWN)
         if cap is not None:
             wait = min(wait, float(cap))
         return max(0.0, wait)
