@@ -33,7 +33,14 @@ FAST = {"attempts": 3, "deadline": 30.0}
 
 @pytest.fixture(autouse=True)
 def _no_real_sleep() -> Iterator[None]:
-    with no_wait():
+    # Also this module's own settings: another module may have configured Django first.
+    with (
+        no_wait(),
+        override_settings(
+            EMAIL_BACKEND="smtp_guard.contrib.django.EmailBackend",
+            DEFAULT_FROM_EMAIL="app@sender.test",
+        ),
+    ):
         yield
 
 
