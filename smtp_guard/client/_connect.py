@@ -273,12 +273,13 @@ def _check_sock(sock: socket.socket | None) -> None:
 async def _connect(client: aiosmtplib.SMTP, params: ConnectParams) -> None:
     """TCP (or TLS) connect and greeting, each bounded by the timeout and the deadline.
 
-    Under a deadline the whole of it is bounded too: aiosmtplib looks up the local host
-    name (``socket.getfqdn``, when ``local_hostname`` is not given) outside its timeout.
+    Without ``local_hostname``, aiosmtplib first looks up the local host name
+    (``socket.getfqdn``) outside its timeout: under a deadline the whole of it is bounded
+    then (``wait_for`` costs a task, so only then).
     """
     left = time_left()
-    if left is None:
-        await client.connect()
+    if left is None or client.local_hostname is not None:
+        await client.connect(timeout=bound(params.timeout))
         return
     try:
         await asyncio.wait_for(client.connect(timeout=bound(params.timeout)), left)

@@ -17,9 +17,9 @@ import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 
-__all__ = ["bound", "deadline_in", "time_left"]
+__all__ = ["bound", "deadline_in", "reset_deadline", "set_deadline", "time_left"]
 
 _END: ContextVar[float | None] = ContextVar("smtp_guard_deadline_end", default=None)
 
@@ -34,24 +34,39 @@ def time_left() -> float | None:
 
 def bound(timeout: float | None) -> float | None:
     """``timeout`` cut to the time left before the deadline (None: no limit at all)."""
-    left = time_left()
-    if left is None:
+    end = _END.get()  # (inlined time_left: this runs for every command)
+    if end is None:
         return timeout
-    return left if timeout is None else min(timeout, left)
+    left = end - time.monotonic()
+    if left <= 0.0:
+        return 0.0
+    return left if timeout is None or timeout > left else timeout
 
 
-@contextmanager
-def deadline_in(seconds: float) -> Iterator[None]:
-    """Within the block, network operations end at most ``seconds`` from now.
+def set_deadline(seconds: float) -> Token[float | None]:
+    """From now on (in this context), network operations end at most ``seconds`` from now.
 
-    Nested blocks keep the earlier of the two deadlines; an infinite ``seconds`` sets none.
+    Keeps an earlier deadline already set; an infinite ``seconds`` adds none. Undo with
+    :func:`reset_deadline` and the returned token (:func:`deadline_in` does both).
     """
     end = _END.get()
     if math.isfinite(seconds):
         mine = time.monotonic() + max(0.0, seconds)
-        end = mine if end is None else min(end, mine)
-    token = _END.set(end)
+        end = mine if end is None or mine < end else end
+    return _END.set(end)
+
+
+def reset_deadline(token: Token[float | None]) -> None:
+    """Restore the deadline that was current before :func:`set_deadline`."""
+    _END.reset(token)
+
+
+@contextmanager
+def deadline_in(seconds: float) -> Iterator[None]:
+    """Within the block, network operations end at most ``seconds`` from now (nested blocks
+    keep the earlier of the two deadlines; an infinite ``seconds`` sets none)."""
+    token = set_deadline(seconds)
     try:
         yield
     finally:
-        _END.reset(token)
+        reset_deadline(token)

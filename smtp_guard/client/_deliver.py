@@ -30,7 +30,7 @@ from tenacity import AsyncRetrying, RetryCallState, stop_never
 
 from smtp_guard import hooks
 from smtp_guard.client._connect import Connection
-from smtp_guard.client._deadline import deadline_in
+from smtp_guard.client._deadline import reset_deadline, set_deadline
 from smtp_guard.client._transaction import TransactionResult, run_transaction
 from smtp_guard.client._validate import Envelope
 from smtp_guard.client.result import SendResult
@@ -185,60 +185,58 @@ async def _attempt(
     state: _State, acquire: Acquire, release: Release, transact: Transaction
 ) -> SendResult:
     # Every network operation of the attempt ends by the deadline: min(timeout, time left).
-    with deadline_in(state.policy.deadline - state.elapsed()):
-        return await _attempt_in_time(state, acquire, release, transact)
-
-
-async def _attempt_in_time(
-    state: _State, acquire: Acquire, release: Release, transact: Transaction
-) -> SendResult:
-    state.attempt += 1
-    number = state.attempt
-    tracker = state.tracker
-    tracker.begin_attempt()
-    tried = tuple(state.owed)
-    error: SMTPGuardError | None = None
-    delivered: list[str] = []
-    refused: dict[str, ReplyError] = {}
+    # (A token rather than a with-block: this is the happy path.)
+    token = set_deadline(state.policy.deadline - state.elapsed())
     try:
-        conn = await acquire()
-    except SMTPGuardError as exc:
-        error = exc
-    else:
+        state.attempt += 1
+        number = state.attempt
+        tracker = state.tracker
+        tracker.begin_attempt()
+        tried = tuple(state.owed)
+        error: SMTPGuardError | None = None
+        delivered: list[str] = []
+        refused: dict[str, ReplyError] = {}
         try:
-            todo = tried
-            while todo:
-                txn = await transact(conn, state.envelope, todo)
-                state.apply(txn)
-                delivered += txn.delivered
-                refused.update(txn.refused)
-                error = txn.error
-                if error is not None or not txn.delivered:
-                    break
-                todo = txn.not_attempted  # "too many recipients": the rest, at once
-        except SMTPGuardError as exc:  # refused before MAIL (SIZE, SMTPUTF8)
+            conn = await acquire()
+        except SMTPGuardError as exc:
             error = exc
-        except BaseException:  # cancelled, or a bug: no polite QUIT, just close
-            conn.abort()
+        else:
+            try:
+                todo = tried
+                while todo:
+                    txn = await transact(conn, state.envelope, todo)
+                    state.apply(txn)
+                    delivered += txn.delivered
+                    refused.update(txn.refused)
+                    error = txn.error
+                    if error is not None or not txn.delivered:
+                        break
+                    todo = txn.not_attempted  # "too many recipients": the rest, at once
+            except SMTPGuardError as exc:  # refused before MAIL (SIZE, SMTPUTF8)
+                error = exc
+            except BaseException:  # cancelled, or a bug: no polite QUIT, just close
+                conn.abort()
+                await release(conn)
+                raise
             await release(conn)
-            raise
-        await release(conn)
-    if error is None and state.owed:
-        owed_errors = {r: state.deferred[r] for r in state.owed if r in state.deferred}
-        error = RecipientsRefused(state.keyed(owed_errors), delivered=state.names(delivered))
-    if error is None and not state.delivered:
-        error = RecipientsRefused(state.keyed(state.refused))
-    await tracker.attempt(
-        number,
-        recipients=state.names(tried),
-        delivered=state.names(delivered),
-        refused=state.keyed(refused),
-        error=error,
-    )
-    if error is not None:
-        state.history.append(error)
-        raise error
-    return _result(state)
+        if error is None and state.owed:
+            owed_errors = {r: state.deferred[r] for r in state.owed if r in state.deferred}
+            error = RecipientsRefused(state.keyed(owed_errors), delivered=state.names(delivered))
+        if error is None and not state.delivered:
+            error = RecipientsRefused(state.keyed(state.refused))
+        await tracker.attempt(
+            number,
+            recipients=state.names(tried),
+            delivered=state.names(delivered),
+            refused=state.keyed(refused),
+            error=error,
+        )
+        if error is not None:
+            state.history.append(error)
+            raise error
+        return _result(state)
+    finally:
+        reset_deadline(token)
 
 
 def _result(state: _State, extra: dict[str, ReplyError] | None = None) -> SendResult:

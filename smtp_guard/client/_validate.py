@@ -81,7 +81,7 @@ def check_address(address: object, what: str, *, allow_empty: bool = False) -> s
             f"{what} {_shown(address)} is not one valid address (expected local@domain or "
             "'Name <local@domain>')"
         )
-    if any(ch.isspace() for ch in mailbox if ch > "\x7f"):
+    if not mailbox.isascii() and any(ch.isspace() for ch in mailbox if ch > "\x7f"):
         raise InvalidInput(
             f"{what} {_shown(address)} contains a non-ASCII space (e.g. U+00A0); no address has one"
         )
