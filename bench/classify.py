@@ -58,27 +58,41 @@ def main(argv: list[str] | None = None) -> int:
     for code, text, phase in replies:  # warm-up: builds each phase's rule index once
         classify(code, text, phase)
 
+    # Each repetition is timed next to a fixed pure-Python workload (the reference), so that
+    # a repetition slowed by other processes is scaled back: replies per second x reference
+    # time is comparable across loads and machines (roughly). The shared machine's load
+    # changes within seconds, so the reference is timed right before each repetition.
     rates: list[float] = []
+    scaled: list[float] = []
+    references: list[float] = []
     for _ in range(args.repeat):
+        reference = min(timeit.repeat("sum(range(100))", number=20_000, repeat=3)) / 20_000
         started = time.perf_counter()
         for _ in range(args.passes):
             for code, text, phase in replies:
                 classify(code, text, phase)
         elapsed = time.perf_counter() - started
-        rates.append(args.passes * len(replies) / elapsed)
+        rate = args.passes * len(replies) / elapsed
+        rates.append(rate)
+        references.append(reference)
+        scaled.append(rate * reference * 1000)
 
-    # A fixed pure-Python workload timed the same way, so figures from machines of different
-    # speed or load can be compared: replies per second x this time is machine-independent-ish.
-    reference = min(timeit.repeat("sum(range(100))", number=100_000, repeat=7)) / 100_000
     load_note = ""
     if hasattr(os, "getloadavg"):
         load_note = f", load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"
     print(f"corpus: {len(replies)} real replies; python {platform.python_version()}; {pinned}")
-    print(f"reference: sum(range(100)) takes {reference * 1e6:.2f} us on this machine now")
+    print(
+        f"reference: sum(range(100)) takes {statistics.median(references) * 1e6:.2f} us "
+        f"(median; {min(references) * 1e6:.2f} at best) on this machine now"
+    )
     print(
         f"classify: median {statistics.median(rates):,.0f} replies/s "
         f"(min {min(rates):,.0f}, max {max(rates):,.0f}; {args.repeat} x {args.passes} passes"
         f"{load_note})"
+    )
+    print(
+        f"load-scaled: median {statistics.median(scaled):.1f} replies per 1,000 reference runs"
+        f" (each repetition scaled by the reference timed just before it)"
     )
     return 0
 
