@@ -80,7 +80,12 @@ async def send(
     Returns a :class:`SendResult`, which unpacks as ``(errors, response)``. Raises
     :class:`~smtp_guard.errors.InvalidInput` (nothing sent) for bad arguments,
     :class:`~smtp_guard.errors.RecipientsRefused` when every recipient was refused, else the
-    last attempt's typed error.
+    last attempt's typed error. A raised error's ``delivered`` names the recipients that got
+    the message before it happened: never send to them again.
+
+    ``policy.deadline`` bounds the whole call: each network operation waits at most
+    ``min(timeout, time left)``. A socket given as ``sock`` serves this one call and is closed
+    with its connection (a used or unconnected one is ``InvalidInput``).
     """
     if policy is None:
         policy = RetryPolicy()
