@@ -146,20 +146,32 @@ def test_the_scripted_failures_show_as_what_they_are(text_run: Run) -> None:
     assert (full.outcome, full.category) == (REFUSED, "mailbox_full")
     stale = rows["subscriber@example.test"]
     assert (stale.outcome, stale.category, stale.tries) == (REFUSED, "auth_failed", 1)
-    for name in ("tom@greylisting.test", "uma@greylisting.test"):
-        grey = rows[name]
-        assert (grey.outcome, grey.category, grey.tries) == (DELIVERED_LATE, "greylisted", 2)
-        said = rf"\n  {name}: 451 4\.7\.1 .*Greylisted.* -> delivered on attempt 2\n"
+    # The rate limit (10 messages a second) can defer any message first, depending on the
+    # machine's speed; so the first reason shown is one of two, and the attempts at least 2.
+    transcript = "\n".join(text_run.server.transcript)
+    for name, category in (
+        ("tom@greylisting.test", "greylisted"),
+        ("uma@greylisting.test", "greylisted"),
+        ("xena@lookup.test", "server_error"),
+    ):
+        row = rows[name]
+        assert row.outcome == DELIVERED_LATE
+        assert row.category in (category, "rate_limited")
+        assert row.tries >= 2
+        said = rf"\n  {re.escape(name)}: 45\d 4\.\d\.\d .* -> delivered on attempt {row.tries}\n"
         assert re.search(said, text_run.out)
-    lookup = rows["xena@lookup.test"]
-    assert (lookup.outcome, lookup.category, lookup.tries) == (DELIVERED_LATE, "server_error", 2)
-    # Dropped after the final dot: uncertain either way, not retried. The server kept one.
-    kept, lost = rows["yuri@kept-dropped.test"], rows["zoe@dropped.test"]
-    assert (kept.outcome, kept.tries, kept.got) == (UNCERTAIN, 1, 1)
-    assert (lost.outcome, lost.tries, lost.got) == (UNCERTAIN, 1, 0)
-    outcomes = {t.recipients[0]: t.outcome for t in text_run.server.transactions if t.recipients}
-    assert outcomes["yuri@kept-dropped.test"] == "stored-dropped"
-    assert outcomes["zoe@dropped.test"] == "dropped"
+    for name in ("tom@greylisting.test", "uma@greylisting.test"):
+        assert f"S: 451 4.7.1 <{name}>: Recipient address rejected: Greylisted" in transcript
+    # Dropped after the final dot: uncertain either way, and never sent again. The server
+    # kept one of them.
+    for name, outcome, copies in (
+        ("yuri@kept-dropped.test", "stored-dropped", 1),
+        ("zoe@dropped.test", "dropped", 0),
+    ):
+        row = rows[name]
+        assert (row.outcome, row.category, row.got) == (UNCERTAIN, "DeliveryUncertain", copies)
+        sent = [t.outcome for t in text_run.server.transactions if name in t.recipients]
+        assert sent == [outcome]
 
 
 def test_summary_numbers_match_the_server_records(text_run: Run) -> None:
