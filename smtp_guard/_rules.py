@@ -291,6 +291,9 @@ STRONG_WORDS: tuple[WordRule, ...] = (
             "residential ip",
             "spam statistics",
             "register your ip",
+            # Comcast's block codes (postmaster.comcast.net): BLxxxxxx lists, ESxxxxxx dynamic IPs
+            "{bl000000|bl000001|bl000010|bl000011|bl000100|bl000101|bl000110|bl000111}",
+            "{es000001|es000010}",
             "sperrliste",
             "{schwarze|schwarzen} liste",
             "liste noire",
