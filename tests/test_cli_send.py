@@ -306,6 +306,7 @@ def test_credentials_not_sent_over_plain_text_unless_allowed(
         (["--deadline", "-1"], "--deadline must be more than 0"),
         (["--port", "70000"], "--port must be from 1 to 65535"),
         (["--fault", "rcpt:*=550 5.1.1 No"], "--fault scripts the embedded test server"),
+        (["--cafile", "/nonexistent/ca.pem"], "--cafile /nonexistent/ca.pem: no such file"),
     ],
 )
 def test_bad_arguments_exit_2_one_line_nothing_sent(

@@ -233,6 +233,8 @@ def _plan(args: argparse.Namespace) -> _Plan:
         raise UsageError("--fault scripts the embedded test server; it cannot go with --host")
     if args.host is not None and not args.host.strip():
         raise UsageError("--host is empty")
+    if args.cafile is not None and not Path(args.cafile).is_file():
+        raise UsageError(f"--cafile {args.cafile}: no such file")
     username, password = _credentials()
     name = "stdin" if args.file == "-" else args.file
     data = _read(args.file)
@@ -263,12 +265,12 @@ def _plan(args: argparse.Namespace) -> _Plan:
 def run(args: argparse.Namespace) -> int:
     try:
         plan = _plan(args)
-        servers = _embedded(args, plan) if args.host is None else None
+        server = _embedded(args, plan) if args.host is None else None
     except UsageError as exc:
         print(f"smtp-guard send: error: {exc}", file=sys.stderr)
         return 2
     tolerant_stdout()
-    return asyncio.run(_send(args, plan, servers))
+    return asyncio.run(_send(args, plan, server))
 
 
 def _embedded(args: argparse.Namespace, plan: _Plan) -> FaultServer:
