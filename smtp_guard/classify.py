@@ -33,6 +33,9 @@ _UNIT_WORDS = frozenset(unit.encode() for unit in UNITS if unit.isascii())
 _CLOCK_MARK = re.compile(r":\d\d:")
 _CODE_PREFIX = re.compile(r"^(\d{3})(?:[ -]|$)", re.MULTILINE)
 _CODE_TEXT = {code: str(code) for code in range(200, 600)}
+#: An e-mail address in a reply ("<report@spamcop.net>", "bob@blocked.example"): its words
+#: ("spamcop", "blocked") are taken out before the text is read for the server's reason.
+_ADDRESS = re.compile(r"[^\s<>()\[\]{}\"',;:@]*@[\w-]+(?:\.[\w-]+)*")
 # The rule tables as the hot path reads them (module globals: no attribute lookups per call).
 _INDEXES = _rules.INDEXES
 _STRONG_RANKS = _rules.STRONG_RANKS
@@ -162,6 +165,8 @@ def classify(code: int, text: str | bytes, phase: Phase | str | None = None) -> 
         text = _without_code(code, text)
     enhanced, body = split_enhanced(text)
     lowered = body.lower()
+    if "@" in lowered:  # the words of an address are a name, not the server's reason
+        lowered = _ADDRESS.sub(" ", lowered)
     tokens = _words_of(lowered)
     category = _decide(code, enhanced, tokens, coerced)
     # Only a text naming a wait can hold a retry hint: an ASCII text without a unit word or a

@@ -221,6 +221,15 @@ def test_a_bare_code_falls_back_to_the_rfc_meaning(code: int, category: Category
         (550, "The domain could not be found", "rcpt", Category.HOST_UNKNOWN),
         (550, "Message rejected: suspicious content", "message", Category.SPAM_REJECTED),
         (550, "5.1.1 RESOLVER.ADR.RecipNotFound; not found", "rcpt", Category.MAILBOX_UNKNOWN),
+        # The words of an address are a name, not a reason.
+        (
+            550,
+            "5.1.1 <report@spamcop.net>: Recipient address rejected: User unknown",
+            "rcpt",
+            Category.MAILBOX_UNKNOWN,
+        ),
+        (550, "bob@earthlink.example...User unknown", "rcpt", Category.MAILBOX_UNKNOWN),
+        (550, "<bob@blocked.example> rejected: spam detected", "message", Category.SPAM_REJECTED),
         # RCPT answered with an unspecific addressing status refuses the recipient's mailbox.
         (550, "#5.1.0 Address rejected.", "rcpt", Category.MAILBOX_UNKNOWN),
         (550, "5.1.0 Address rejected.", "mail", Category.BAD_ADDRESS),
