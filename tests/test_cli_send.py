@@ -413,3 +413,13 @@ def test_bad_host_name_exit_2(capsys: pytest.CaptureFixture[str], eml: Path) -> 
     code, out, err = send(capsys, "--host", "bad host", *envelope("a@rcpt.test"), eml)
     assert (code, out) == (2, "")
     assert "not a valid host name" in err
+
+
+def test_embedded_server_port_in_use_exit_2(capsys: pytest.CaptureFixture[str], eml: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code, out, err = send(capsys, "--port", port, *envelope("a@rcpt.test"), eml)
+    assert (code, out) == (2, "")
+    assert f"cannot start the embedded test server on 127.0.0.1:{port}" in err

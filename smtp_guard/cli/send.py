@@ -291,13 +291,25 @@ def _embedded(args: argparse.Namespace, plan: _Plan) -> FaultServer:
 async def _send(args: argparse.Namespace, plan: _Plan, server: FaultServer | None) -> int:
     if server is None:
         return await _send_to(args, plan, args.host, args.port, None)
-    async with server:
+    try:
+        await server.start_async()
+    except OSError as exc:
+        where = f"{server.host}:{server.port}"
+        print(
+            f"smtp-guard send: error: cannot start the embedded test server on {where}: "
+            f"{exc.strerror or exc}",
+            file=sys.stderr,
+        )
+        return 2
+    try:
         print(
             f"no --host: sending to an embedded test server (FaultServer) on "
             f"{server.host}:{server.port}; nothing leaves this machine",
             file=sys.stderr,
         )
         return await _send_to(args, plan, server.host, server.port, server)
+    finally:
+        await server.stop_async()
 
 
 async def _send_to(
