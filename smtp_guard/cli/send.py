@@ -83,7 +83,17 @@ class UsageError(Exception):
     """A bad argument or unreadable message: one line on stderr, exit code 2, nothing sent."""
 
 
+_EPILOG = f"""\
+credentials: from the environment only, {USERNAME_VARIABLE} and {PASSWORD_VARIABLE}
+(never on the command line, where other users can read them).
+exit code: 0 every recipient got it; 1 some were refused, deferred or uncertain, or the
+server could not be reached; 2 bad arguments or an unreadable message (nothing sent).
+"""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = _EPILOG
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("file", metavar="FILE", help="the message (RFC 5322, .eml); - for stdin")
     where = parser.add_argument_group("server")
     where.add_argument("--host", help="SMTP server; without it, an embedded local test server")
