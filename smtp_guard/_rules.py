@@ -140,6 +140,8 @@ STRONG_WORDS: tuple[WordRule, ...] = (
             "sequence error",
             "must precede",
             "no identity changes",
+            "sender not yet given",
+            "{sender|recipient} already {given|specified}",
         ),
     ),
     WordRule(
@@ -230,6 +232,8 @@ STRONG_WORDS: tuple[WordRule, ...] = (
             "invalid address",
             "sender verify failed",
             "verification failed for",
+            "sender address rejected undeliverable address",
+            "malformed local part",
             "single label {domain|domains}",
         ),
     ),
@@ -836,6 +840,7 @@ WEAK_WORDS: tuple[WordRule, ...] = (
         C.NOT_IMPLEMENTED,
         (
             "not implemented",
+            "unimplemented",
             "unsupported",
             "not supported",
             "{unrecognized|unrecognised} authentication",
