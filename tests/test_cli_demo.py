@@ -242,6 +242,13 @@ def test_bad_lang_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> 
     assert _Recording.made == []  # no server was started
 
 
+@pytest.mark.parametrize(
+    ("asked", "found"), [("cs", "cs"), ("cs-CZ.UTF-8", "cs"), ("de_DE", "de"), ("FR", "fr")]
+)
+def test_lang_takes_locale_spellings(asked: str, found: str) -> None:
+    assert demo._language(asked) == found
+
+
 def test_plan_is_reproducible_and_seeded() -> None:
     assert demo.plan(3) == demo.plan(3)
     assert demo.plan(3) != demo.plan(4)

@@ -423,3 +423,9 @@ def test_embedded_server_port_in_use_exit_2(capsys: pytest.CaptureFixture[str], 
         code, out, err = send(capsys, "--port", port, *envelope("a@rcpt.test"), eml)
     assert (code, out) == (2, "")
     assert f"cannot start the embedded test server on 127.0.0.1:{port}" in err
+
+
+def test_implicit_tls_to_the_embedded_server(capsys: pytest.CaptureFixture[str], eml: Path) -> None:
+    code, out, _ = send(capsys, "--tls", *envelope("a@rcpt.test"), "--json", eml)
+    assert code == 0
+    assert json.loads(out)["kept"] == [["a@rcpt.test"]]
