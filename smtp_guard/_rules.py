@@ -649,8 +649,7 @@ STRONG_WORDS: tuple[WordRule, ...] = (
         "user_not_local",
         C.USER_NOT_LOCAL,
         (
-            "user not local",
-            "{user|recipient|mailbox|address} is not local",
+            "user [is] not local",
             "not local please try",
         ),
         PERMANENT,
@@ -1237,11 +1236,12 @@ ENHANCED_SUBJECT: MappingProxyType[tuple[int, int], C] = MappingProxyType(
 )
 
 
-#: Where the phase says whose address an addressing status is about: in answer to RCPT TO,
-#: an unspecific X.1.x ("550 5.1.0 Address rejected") refuses the recipient's mailbox.
+#: Where the phase says whose address an addressing status is about: a 550 answering RCPT TO
+#: with an unspecific X.1.x ("550 5.1.0 Address rejected") refuses the recipient's mailbox.
+#: Keyed by (phase, basic code, subject).
 ENHANCED_SUBJECT_BY_PHASE: MappingProxyType[tuple[P, int, int], C] = MappingProxyType(
     {
-        (P.RCPT, 5, 1): C.MAILBOX_UNKNOWN,
+        (P.RCPT, 550, 1): C.MAILBOX_UNKNOWN,
     }
 )
 

@@ -100,7 +100,7 @@ def _by_subject(code: int, enhanced: str, phase: Phase | None) -> Category | Non
     if status_class != code // 100 or not refines:
         return None
     if phase is not None:
-        by_phase = _rules.ENHANCED_SUBJECT_BY_PHASE.get((phase, status_class, subject))
+        by_phase = _rules.ENHANCED_SUBJECT_BY_PHASE.get((phase, code, subject))
         if by_phase is not None:
             return by_phase
     return _rules.ENHANCED_SUBJECT.get((status_class, subject))
