@@ -263,7 +263,7 @@ class _Display:
                 progress.update(self.task, description="done")
                 self.progress = None
 
-    def sending(self, number: int, scenario: Scenario) -> None:
+    def sending(self, scenario: Scenario) -> None:
         if self.progress is not None and self.task is not None:
             self.progress.update(self.task, description=f"to {scenario.recipient}")
 
@@ -305,7 +305,7 @@ async def _send_batch(
     rows: list[_Row] = []
     with quiet_logs(), using_hooks(watcher), display.running():
         for number, scenario in enumerate(batch, start=1):
-            display.sending(number, scenario)
+            display.sending(scenario)
             sender = f"{scenario.account}@shop.test"
             password = passwords[scenario.account]
             if scenario.account == "newsletter":
