@@ -15,7 +15,7 @@ import importlib.util
 import logging
 import sys
 import textwrap
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
@@ -75,7 +75,7 @@ class RecipientReport:
 def reason_of(error: SMTPGuardError, recipient: str | None = None) -> SMTPGuardError:
     """The error that concerns ``recipient``: its own reply error inside a RecipientsRefused."""
     refused = getattr(error, "refused", None)
-    if isinstance(refused, dict) and recipient is not None:
+    if isinstance(refused, Mapping) and recipient is not None:
         own = refused.get(recipient)
         if isinstance(own, SMTPGuardError):
             return own
