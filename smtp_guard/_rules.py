@@ -1474,8 +1474,6 @@ def best_rank(found: Index, words: list[bytes]) -> int:
             pending.append(longer)
     if not pending:
         return best
-    if len(pending) > 1:
-        pending.sort()  # the list that can rank best first: it bounds the others sooner
     joined = b" %s " % b" ".join(words)
     for longer in pending:
         for rank, whole in longer:
