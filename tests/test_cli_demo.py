@@ -6,6 +6,7 @@ seconds, so one run is shared by the tests that read its text output.
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import os
@@ -282,3 +283,19 @@ def test_installed_script_on_a_terminal_exits_0() -> None:
     assert "summary: delivered" in text
     assert "nobody got a message twice" in text
     assert "━" in text  # the progress bar was drawn
+
+
+def test_without_the_testing_extra_one_line_exit_2(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "trustme" else real(name, *a)
+    )
+    assert main(["demo"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == (
+        "smtp-guard demo: error: the embedded test server needs trustme: "
+        "pip install 'smtp-guard[testing,cli]'\n"
+    )

@@ -6,6 +6,7 @@ Retries run in the testing mode (no real sleep).
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import socket
@@ -429,3 +430,16 @@ def test_implicit_tls_to_the_embedded_server(capsys: pytest.CaptureFixture[str],
     code, out, _ = send(capsys, "--tls", *envelope("a@rcpt.test"), "--json", eml)
     assert code == 0
     assert json.loads(out)["kept"] == [["a@rcpt.test"]]
+
+
+def test_no_host_without_the_testing_extra_exit_2(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, eml: Path
+) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "aiosmtpd" else real(name, *a)
+    )
+    code, out, err = send(capsys, *envelope("a@rcpt.test"), eml)
+    assert (code, out) == (2, "")
+    assert "no --host given, and the embedded test server needs aiosmtpd" in err
+    assert "pip install 'smtp-guard[testing,cli]'" in err

@@ -39,6 +39,7 @@ __all__ = [
     "describe",
     "has_rich",
     "make_console",
+    "missing_testing_extra",
     "narrow_outcomes",
     "one_line",
     "print_lines",
@@ -191,6 +192,17 @@ def tolerant_stdout() -> None:
     reconfigure = getattr(sys.stdout, "reconfigure", None)
     if reconfigure is not None:
         reconfigure(errors="replace")
+
+
+def missing_testing_extra() -> str | None:
+    """A one-line message if the embedded test server cannot run (no aiosmtpd/trustme)."""
+    missing = [name for name in ("aiosmtpd", "trustme") if importlib.util.find_spec(name) is None]
+    if not missing:
+        return None
+    return (
+        f"the embedded test server needs {' and '.join(missing)}: "
+        "pip install 'smtp-guard[testing,cli]'"
+    )
 
 
 def has_rich() -> bool:

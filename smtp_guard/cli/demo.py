@@ -47,6 +47,7 @@ from smtp_guard.cli._render import (
     category_of,
     describe,
     make_console,
+    missing_testing_extra,
     narrow_outcomes,
     one_line,
     print_lines,
@@ -169,6 +170,9 @@ def plan(seed: int) -> list[Scenario]:
 def run(args: argparse.Namespace) -> int:
     try:
         lang = _language(args.lang)
+        missing = missing_testing_extra()
+        if missing is not None:
+            raise UsageError(missing)
     except UsageError as exc:
         print(f"smtp-guard demo: error: {exc}", file=sys.stderr)
         return 2

@@ -53,6 +53,7 @@ from smtp_guard.cli._render import (
     category_of,
     describe,
     make_console,
+    missing_testing_extra,
     narrow_outcomes,
     one_line,
     print_lines,
@@ -284,6 +285,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _embedded(args: argparse.Namespace, plan: _Plan) -> FaultServer:
+    missing = missing_testing_extra()
+    if missing is not None:
+        raise UsageError(f"no --host given, and {missing}")
     from smtp_guard.testing import FaultServer, FaultSpecError  # noqa: PLC0415
 
     settings = ["starttls=on"]
