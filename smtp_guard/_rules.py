@@ -1317,8 +1317,9 @@ _CJK = re.compile("([\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff])")
 
 def words_of(lowered: str) -> list[bytes]:
     """The words of a lower-cased text, as UTF-8 byte strings."""
-    if not lowered.isascii():
-        lowered = _CJK.sub(r" \1 ", lowered.translate(_WIDE_PUNCTUATION))
+    if lowered.isascii():
+        return lowered.encode().translate(_SEPARATOR_BYTES).split()
+    lowered = _CJK.sub(r" \1 ", lowered.translate(_WIDE_PUNCTUATION))
     return lowered.encode("utf-8", "surrogatepass").translate(_SEPARATOR_BYTES).split()
 
 

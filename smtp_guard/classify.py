@@ -174,7 +174,7 @@ def classify(code: int, text: str | bytes, phase: Phase | str | None = None) -> 
     might_wait = (
         not _UNIT_WORDS.isdisjoint(tokens)
         or not lowered.isascii()
-        or (":" in body and _CLOCK_MARK.search(body) is not None)
+        or (body.count(":") >= 2 and _CLOCK_MARK.search(body) is not None)  # hh:mm:ss
     )
     return _new_classification(
         Classification,
