@@ -13,7 +13,9 @@
    ("relay not permitted", "syntax error", "try again later", "denied", ...).
 4. ``ENHANCED_SUBJECT``: what is left of the enhanced code, its class and subject, for the
    basic codes that say little by themselves (``GENERIC_CODES``: 450, 451, 550, 553, 554;
-   for any code when the subject is content (6) or policy (7)).
+   for any code when the subject is content (6) or policy (7)), refined by the phase
+   (``ENHANCED_SUBJECT_BY_PHASE``: a 550 X.1.x answering RCPT refuses the mailbox).
+   A 551 with X.1.6 ("moved") is left to step 5, which keeps RFC 5321's user-not-local.
 5. ``BY_CODE``: the basic reply code (RFC 5321 4.2.2 and 4.2.3, RFC 4954 for AUTH, RFC 7504
    for 521/556), refined by the phase of the dialogue (``BY_PHASE_AND_CODE``).
 
@@ -21,9 +23,12 @@ A word rule is a list of phrases (see :class:`WordRule` for their small syntax),
 to reply classes (4xx, 5xx) and phases where it means what it says. Within a step, the rule
 listed first wins. A reply is read in one pass: its text is cut into words once, one set
 intersection finds the words any applicable phrase is filed under, and only those phrases
-are compared (:func:`best_rule`). Phrases come from the replies in ``tests/data`` (dev rows
-only), provider documentation, the RFCs, and the bounce-phrase lexicons of sisimai
-(``lib/sisimai/reason/*.rb``, gathered from real bounces).
+are compared (:func:`best_rank`). A longer phrase is filed under its word least frequent in
+real replies, so common words lead to few comparisons. Chinese and Japanese text is cut one
+ideograph or kana per word, so their phrases are found inside unspaced sentences. Phrases
+come from the replies in ``tests/data`` (dev rows only), provider documentation in several
+languages, the RFCs, the default replies of Postfix, Exim, Sendmail and qmail, and the
+bounce-phrase lexicons of sisimai (``lib/sisimai/reason/*.rb``, gathered from real bounces).
 
 Sans-IO: data only.
 """

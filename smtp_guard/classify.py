@@ -7,7 +7,8 @@ other words, the enhanced class and subject, then the basic code refined by the 
 Permanence follows the basic code (RFC 5321 4.2.1): 4xx transient, 5xx permanent, with the
 RFC's own exception (4.5.3.1.10): a 552 answering RCPT for "too many recipients" means 452.
 
-Sans-IO: no I/O and no asyncio; the text is scanned once by one precompiled expression.
+Sans-IO: no I/O and no asyncio. The text is cut into words once (e-mail addresses taken out
+first: their words are names, not reasons) and looked up in the rules' per-phase indexes.
 """
 
 from __future__ import annotations
