@@ -75,7 +75,7 @@ HELP = "watch smtp_guard send 30 messages through a local server that misbehaves
 FAULTS: tuple[str, ...] = (
     "rcpt:*@greylisting.test=greylist=1s",
     "rcpt:*@popular.test=450 4.2.1 The user you are trying to contact is receiving mail at a "
-    "rate that prevents additional messages from being delivered p=0.5",
+    "rate that prevents additional messages from being delivered x2",
     "rcpt:fullbox@*=552 5.2.2 <{rcpt}>: Mailbox full, over quota",
     "rcpt:nosuchuser@*=550 5.1.1 <{rcpt}>: Recipient address rejected: User unknown in "
     "virtual mailbox table",
@@ -110,8 +110,8 @@ SCENARIOS: tuple[Scenario, ...] = (
     *(Scenario(f"{name}@example.test", "accepts (rate limit: 10 messages/s)") for name in _NORMAL),
     Scenario("tom@greylisting.test", "greylists (1 s)"),
     Scenario("uma@greylisting.test", "greylists (1 s)"),
-    Scenario("vera@popular.test", "defers half the time (seeded)"),
-    Scenario("will@popular.test", "defers half the time (seeded)"),
+    Scenario("vera@popular.test", "rate-limits the first two tries for popular.test"),
+    Scenario("will@popular.test", "rate-limits the first two tries for popular.test"),
     Scenario("fullbox@example.test", "mailbox full"),
     Scenario("nosuchuser@example.test", "unknown user"),
     Scenario("xena@lookup.test", "451 once"),
