@@ -167,6 +167,7 @@ class Pool:
         if self._closed:  # closed while we were connecting
             self._forget(conn)
             conn.abort()
+            await conn.wait_closed()
             raise RuntimeError("the Mailer is closed")
         return conn
 
@@ -197,6 +198,7 @@ class Pool:
                 self.stats.replaced += 1
                 self._forget(conn)
                 conn.abort()
+                await conn.wait_closed()
                 return None
         self.stats.reused += 1
         return conn
@@ -271,9 +273,8 @@ class Pool:
     def _retire(self, conn: Connection) -> None:
         """Close ``conn`` politely (QUIT) in the background; the pool no longer counts it."""
         self._forget(conn)
-        if not conn.is_connected:
-            conn.abort()
-            return
+        # Closed already or not, close() waits until its socket is released, so that the
+        # pool's close() returns with no transport left for the event loop to leak.
         task = asyncio.ensure_future(conn.close())
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
@@ -286,10 +287,12 @@ class Pool:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_exception(RuntimeError("the Mailer is closed"))
+        aborted: list[Connection] = []
         for conn in idle:
             if abort:
                 self._forget(conn)
                 conn.abort()
+                aborted.append(conn)
             elif not self._holders.get(conn):
                 self._retire(conn)
             # else: lent, its holder awaits a final reply and retires it on release
@@ -298,7 +301,9 @@ class Pool:
             for conn in list(self._meta):
                 self._forget(conn)
                 conn.abort()
+                aborted.append(conn)
             for task in list(self._closing):
-                task.cancel()
-        if self._closing:
-            await asyncio.gather(*self._closing, return_exceptions=True)
+                task.cancel()  # Connection.close() still closes when cancelled
+        waits = [*self._closing, *(asyncio.ensure_future(c.wait_closed()) for c in aborted)]
+        if waits:
+            await asyncio.gather(*waits, return_exceptions=True)

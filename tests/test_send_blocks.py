@@ -322,8 +322,12 @@ async def test_with_a_given_socket_a_transient_failure_is_not_retried() -> None:
 async def test_421_to_ehlo_is_final_even_if_the_server_keeps_the_socket_open() -> None:
     """RFC 5321 3.8: a 421 closes the channel; no HELO fallback, no mail on this connection."""
     seen: list[bytes] = []
+    handlers: list[asyncio.Task[None]] = []
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            handlers.append(task)
         writer.write(b"220 sloppy.test ESMTP\r\n")
         while line := await reader.readline():
             seen.append(line.split()[0].upper())
@@ -336,6 +340,7 @@ async def test_421_to_ehlo_is_final_even_if_the_server_keeps_the_socket_open() -
                 writer.write(b"250 ok\r\n")
             await writer.drain()
         writer.close()
+        await writer.wait_closed()
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
     port = int(server.sockets[0].getsockname()[1])
@@ -348,6 +353,8 @@ async def test_421_to_ehlo_is_final_even_if_the_server_keeps_the_socket_open() -
     finally:
         server.close()
         await server.wait_closed()
+        # The client is gone: the handler reads its EOF and ends (not cancelled at teardown).
+        await asyncio.wait_for(asyncio.gather(*handlers), 5)
     assert caught.value.code == 421
     assert b"HELO" not in seen
     assert b"MAIL" not in seen

@@ -320,7 +320,12 @@ async def echoing_auth_server(mechanism: bytes, template: bytes) -> AsyncIterato
     """A minimal SMTP server on loopback that answers the client's last AUTH line with
     ``template``, ``{line}`` replaced by that very line (as sendmail-like servers echo it)."""
 
+    handlers: set[asyncio.Task[None]] = set()
+
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            handlers.add(task)
         writer.write(b"220 echo.test ESMTP\r\n")
         while line := await reader.readline():
             command = line.rstrip(b"\r\n")
@@ -338,6 +343,7 @@ async def echoing_auth_server(mechanism: bytes, template: bytes) -> AsyncIterato
                 writer.write(template.replace(b"{line}", command))
             await writer.drain()
         writer.close()
+        await writer.wait_closed()
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
     try:
@@ -345,6 +351,8 @@ async def echoing_auth_server(mechanism: bytes, template: bytes) -> AsyncIterato
     finally:
         server.close()
         await server.wait_closed()
+        # The client is gone: each handler reads its EOF and ends (not cancelled at teardown).
+        await asyncio.wait_for(asyncio.gather(*handlers), 5)
 
 
 def _chain(error: BaseException) -> list[BaseException]:
