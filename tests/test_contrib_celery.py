@@ -39,6 +39,9 @@ def smtp() -> Iterator[FaultServer]:
         "message:*@uncertain.test=store-drop",
         "message:*@opted-in.test=store-drop x1",
         "rcpt:*@always.test=451 4.3.0 Try later",
+        # "too many recipients" for the first one, then its own transaction drops at DATA
+        "rcpt:*@split.test=452 4.5.3 Too many recipients x1",
+        "data:*@split.test=drop x1",
     ) as server:
         yield server
 
@@ -183,6 +186,29 @@ def test_uncertain_delivery_fails_the_task_and_is_not_sent_again(
     assert "smtp_guard.errors.DeliveryUncertain" in (result.traceback or "")
     assert len(_stored(smtp, message)) == 1  # the server kept it once; no second copy
     assert "retrying" not in _task_lines(worker, result.id)
+
+
+def test_retry_after_a_partial_delivery_goes_only_to_those_still_owed(
+    worker: CeleryWorker, client_app: Celery, smtp: FaultServer
+) -> None:
+    """One attempt delivers to first@ (its transaction completes), then the connection drops
+    in the next transaction, for second@: Celery's retry must not send first@ a second copy."""
+    message = _message("first@accept.test", "second@split.test")
+    result = _send(client_app, message)
+    outcome: dict[str, Any] = result.get(timeout=RESULT_TIMEOUT)
+
+    assert outcome["retries"] == 1
+    assert outcome["delivered"] == ["first@accept.test", "second@split.test"]
+    got = _stored(smtp, message)
+    # Each recipient got the message exactly once.
+    every = sorted(r for d in got for r in d.recipients)
+    assert every == ["first@accept.test", "second@split.test"]
+    assert [d.recipients for d in got] == [["first@accept.test"], ["second@split.test"]]
+    # The drop really happened in between: second@'s first transaction ended without a message.
+    mine = [t for t in smtp.transactions if t.recipients == ["second@split.test"]]
+    assert [t.outcome for t in mine][-1] == "delivered"
+    assert len(mine) == 2
+    assert "retrying 1 recipient(s)" in _task_lines(worker, result.id)
 
 
 def _stored(smtp: FaultServer, message: EmailMessage) -> list[Transaction]:

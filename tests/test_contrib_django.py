@@ -112,6 +112,21 @@ def test_greylisted_recipient_is_retried_and_delivered_once() -> None:
     assert server.deliveries_to("later@grey.test") == 1
 
 
+def test_partial_delivery_then_a_drop_counts_the_message_as_sent() -> None:
+    """ok@ gets it in a first transaction ("too many recipients"), then every transaction
+    for later@ drops at DATA: the message was sent (to ok@), and ok@ got it once."""
+    message = _email("ok@x.test", "later@split.test")
+    faults = ("rcpt:*@split.test=452 4.5.3 Too many recipients x1", "data:*@split.test=drop")
+    with FaultServer(*faults) as server, _settings(server):
+        sent = mail.get_connection(fail_silently=True).send_messages([message])
+    assert sent == 1
+    assert [t.recipients for t in server.messages] == [["ok@x.test"]]
+    error = message.smtp_guard_result
+    assert isinstance(error, errors.ServerDisconnected)
+    assert error.delivered == ("ok@x.test",)
+    assert error.attempts == FAST["attempts"]
+
+
 def test_all_refused_raises_the_typed_error_unless_fail_silently() -> None:
     with FaultServer("rcpt:*=550 5.1.1 No such user") as server, _settings(server):
         loud = _email("a@x.test")

@@ -218,13 +218,13 @@ class GuardedTask(Task):  # type: ignore[misc]  # Celery ships no type informati
             attempts += error.attempts
             if not self.settings().get("retry_uncertain", False):
                 raise
-            still_owed = dict.fromkeys(error.recipients or owed, error)
+            still_owed = self._owed_after(error, owed, done)
             failure = error
         except SMTPGuardError as error:
             attempts += error.attempts
             if error.permanent:
                 raise
-            still_owed = dict.fromkeys(owed, error)
+            still_owed = self._owed_after(error, owed, done)
             failure = error
         else:
             attempts += int(result.attempts)
@@ -256,6 +256,19 @@ class GuardedTask(Task):  # type: ignore[misc]  # Celery ships no type informati
             "attempts": attempts,
             "retries": int(self.request.retries),
         }
+
+    @staticmethod
+    def _owed_after(
+        error: SMTPGuardError, owed: Sequence[str], done: list[str]
+    ) -> dict[str, SMTPGuardError]:
+        """Who the retry goes to after ``error``: not those it says already got the message.
+
+        An attempt can deliver to some recipients (an earlier transaction, "too many
+        recipients") and then fail for the rest; they are recorded in ``done`` and left out.
+        """
+        got = set(error.delivered)
+        done += [r for r in error.delivered if r not in done]
+        return {r: error for r in owed if r not in got}
 
     @staticmethod
     def _sort(

@@ -200,7 +200,9 @@ class EmailBackend(BaseEmailBackend):  # type: ignore[misc]  # Django ships no t
             )
             if not self.fail_silently:
                 raise
-            return False
+            # Sent when anyone got it (an earlier transaction, before the failure): counted,
+            # so a caller who resends what was not counted does not send it twice.
+            return bool(error.delivered)
         email_message.smtp_guard_result = result
         for rcpt, refusal in result.refused.items():
             logger.warning(
