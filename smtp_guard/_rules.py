@@ -30,6 +30,56 @@ come from the replies in ``tests/data`` (dev rows only), provider documentation 
 languages, the RFCs, the default replies of Postfix, Exim, Sendmail and qmail, and the
 bounce-phrase lexicons of sisimai (``lib/sisimai/reason/*.rb``, gathered from real bounces).
 
+Before a reply is read, the names in it are taken out: e-mail addresses, host names and URLs
+(:data:`URL_OR_HOST`). "<bob@spamcop.net>", "mx.example.invalid>: Recipient address" and
+"https://support.google.com/mail/?p=UnsolicitedRateLimitError" name things, not reasons. The
+one exception is the name of a DNS block list or reputation service inside a host name or URL
+(:data:`LIST_NAMES`, "zen.spamhaus.org"): naming the list is the reason.
+
+How refusals are told apart. RFC 3463 gives a security or policy refusal one subject, X.7.x,
+whose catch-all details (X.7.0 "other security status", X.7.1 "delivery not authorized,
+message refused") say nothing about why; RFC 5321's 550/554 say no more. Which of the
+categories below applies is therefore read from the server's words alone, and only from
+explicit ones, because each category tells the sender to do something different
+(:mod:`smtp_guard._hints`): ask for delisting, fix the content, relay elsewhere, or read the
+server's text. A word that only suggests a reason decides nothing; the refusal then stays the
+general one, ``POLICY_REJECTED``.
+
+* ``BLOCKLISTED`` (the sending IP or domain is on a list; delisting is the fix) only with a
+  listing cue: the name of a DNSBL/RBL or reputation service (Spamhaus, SpamCop, Barracuda,
+  SORBS, Cloudmark, Proofpoint's ipcheck, ... as Postfix's ``reject_rbl_client`` reply "blocked
+  using zen.spamhaus.org" names it), "blacklisted", "blocklisted", "listed in/on/at/by",
+  "removal from this list"/"delist" (Microsoft's "banned sending IP ... To request removal
+  from this list"), the "reputation" of the sending IP, or a block of dynamic, dial-up or
+  residential IP ranges (Spamhaus PBL, Microsoft's "not authorized to send email directly";
+  Comcast's BL/ES codes, AOL's RTR:DU and Yahoo's TSS09/TSS11 are those providers' documented
+  codes for these). "Your IP has been blocked", "Client host rejected", "Access denied" or a
+  refusal at the greeting name no list: ``POLICY_REJECTED``.
+* ``SPAM_REJECTED`` (the message was judged as spam; the content is the fix) only with a
+  content cue: "spam", "junk", "bulk", "unsolicited", "suspicious content/links",
+  "malware", "virus", "phishing", a content filter, a URI block list (SURBL, URIBL).
+* ``RELAY_DENIED`` only with the word "relay" (or qmail's ``rcpthosts``, the file of the
+  domains it relays for, named in its default reply).
+* ``POLICY_REJECTED`` is every other X.7.x refusal (including a recipient's own block rule, a
+  missing PTR record, a sender address the recipient refuses), and what 550/554 mean when
+  their words name no better reason.
+
+Words that call the sending host itself a spam source ("known spammer", "open proxy") are a
+reputation listing, not a verdict on the message. A listing cue outranks a spam cue
+("blocked using Spamhaus ... spam"); a rate or volume cue ("too many messages") outranks a
+spam cue; the sender authentication words (SPF, DKIM, DMARC) and a refused sender address
+("sender is blacklisted", the recipient's own block rule: ``sender_blocked``) come before all.
+
+Mailbox states. RFC 3463's X.2.1 is "mailbox disabled", but servers send 4.2.1 and 4.2.0 for
+a busy or throttled mailbox ("450 4.2.1 Mailbox busy, try again later", Gmail's "4.2.1 ...
+receiving mail too quickly"): X.2.1 reads as disabled only on a 5xx, and a transient mailbox
+status with no better words is RFC 5321's 450 "mailbox busy". The server's words for a busy
+mailbox ("busy", "locked", "temporarily unavailable", Exchange's 432 4.3.2 "recipient thread
+limit exceeded") outrank any enhanced code; words of throttling ("too quickly", "rate") come
+first. A bare "quota exceeded" is the mailbox's storage quota unless the status is a policy
+one (X.7.x): then it is the sender's sending quota (Google's "550 5.7.1 Email quota exceeded"),
+see :data:`BY_RULE_AND_SUBJECT`.
+
 Sans-IO: data only.
 """
 
@@ -46,16 +96,20 @@ from smtp_guard._enums import Phase as P
 __all__ = [
     "BY_CODE",
     "BY_PHASE_AND_CODE",
+    "BY_RULE_AND_SUBJECT",
     "ENHANCED",
     "ENHANCED_SUBJECT",
     "ENHANCED_SUBJECT_BY_PHASE",
     "GENERIC_CODES",
+    "LIST_NAMES",
     "OVERRIDING_SUBJECTS",
     "STRONG_WORDS",
+    "URL_OR_HOST",
     "VENDOR_ENHANCED",
     "WEAK_WORDS",
     "WORDS",
     "WordRule",
+    "without_names",
 ]
 
 ANY_CLASS = frozenset({4, 5})
@@ -263,15 +317,11 @@ STRONG_WORDS: tuple[WordRule, ...] = (
             "cloudmark",
             "spamcop",
             "sorbs",
-            "banned sender",
             "banned sending ip",
             "dialup",
             "dynamic ip",
             "transient ip",
-            "permanently deferred",
             "reputation database",
-            "no access for this ip",
-            "not accepted from this ip",
             "ip [address] [is] {listed|blacklisted|banned}",
             "ip [address] has been {listed|blacklisted|banned}",
             "(bl)",
@@ -291,15 +341,26 @@ STRONG_WORDS: tuple[WordRule, ...] = (
             "dnsbls",
             "blocklists",
             "blacklists",
-            "go away",
-            "no access from mail server",
             "smtp server of your isp",
             "open proxy",
             "looks suspiciously like spammer",
             "dynamic ips",
             "residential ip",
             "spam statistics",
-            "register your ip",
+            "removal from this list",
+            "{request|requesting} removal",
+            "delist",
+            "delisting",
+            "delisted",
+            "barracudacentral",
+            "senderscore",
+            "senderbase",
+            "talosintelligence",
+            "proofpoint",
+            # AOL's (RTR:DU) and Yahoo's [TSS09]/[TSS11] ("permanently deferred"): codes their
+            # postmaster pages document as a dynamic IP range and a poor reputation of the IP.
+            "rtr du",
+            "{tss09|tss11}",
             # Comcast's block codes (postmaster.comcast.net): BLxxxxxx lists, ESxxxxxx dynamic IPs
             "{bl000000|bl000001|bl000010|bl000011|bl000100|bl000101|bl000110|bl000111}",
             "{es000001|es000010}",
@@ -319,6 +380,7 @@ STRONG_WORDS: tuple[WordRule, ...] = (
         (
             "submission quota",
             "sending quota",
+            "{email|e-mail|message|messages|send|outbound} quota",
             "sending limit {exceeded|reached}",
             "{reached|exceeded} [your|the|its] [daily] sending limit",
             "daily [user] [sending] {limit|quota}",
@@ -328,7 +390,6 @@ STRONG_WORDS: tuple[WordRule, ...] = (
             "this hour",
             "per hour",
             "receive limit",
-            "thread limit",
             "exceeded permitted limits",
             "daily message limit",
             "{message|messages|email|emails} per {second|minute|hour|day}",
@@ -355,8 +416,6 @@ STRONG_WORDS: tuple[WordRule, ...] = (
             "mailbox [is] full",
             "overquota",
             "over quota",
-            "quota [limit] exceeded",
-            "exceeded [the|his|her|their] quota",
             "out of storage",
             "storage {space|limit|quota}",
             "disk quota",
@@ -407,6 +466,16 @@ STRONG_WORDS: tuple[WordRule, ...] = (
         ),
     ),
     WordRule(
+        "quota_exceeded",
+        C.MAILBOX_FULL,
+        (
+            # Whose quota: a mailbox's (X.2.2, 552) unless the enhanced status is a policy
+            # one (X.7.x), where it is the sender's sending quota (QUOTA_BY_SUBJECT).
+            "quota [limit] exceeded",
+            "exceeded [the|his|her|their] quota",
+        ),
+    ),
+    WordRule(
         "line_too_long",
         C.SYNTAX_ERROR,
         ("line [is] too long",),
@@ -438,19 +507,13 @@ STRONG_WORDS: tuple[WordRule, ...] = (
         ),
     ),
     WordRule(
-        "ip_blocked_hard",
+        "ip_reputation",
         C.BLOCKLISTED,
         (
             "reputation",
             "unsolicited mail originating from your ip",
-            "ip [address] has been [temporarily] blocked",
-            "this ip has been",
-            "your ip",
-            "{connection|connections} [will] not [be] accepted from",
-            "blocked for spamming",
-            "ip address sending this message",
+            # Microsoft's wording for an IP in a dynamic (residential) range.
             "not authorized to send email directly",
-            "client host {rejected|blocked|denied}",
         ),
         PERMANENT,
     ),
@@ -504,6 +567,23 @@ STRONG_WORDS: tuple[WordRule, ...] = (
             "too many emails",
             "short period of time",
         ),
+    ),
+    WordRule(
+        "mailbox_busy",
+        C.MAILBOX_BUSY,
+        (
+            "{mailbox|recipient|user|account|destination} [is] [currently|temporarily] busy",
+            "{mailbox|folder|user} [is] [currently|temporarily] {locked|in use}",
+            "mailbox [is] temporarily {unavailable|disabled|blocked}",
+            "waiting for [a] lock",
+            "lock timeout",
+            # Exchange's store driver: one recipient's deliveries are throttled so that the
+            # other mailboxes of its database are served ("recipient thread limit exceeded").
+            "thread limit",
+            "concurrent {delivery|deliveries}",
+        ),
+        TRANSIENT,
+        NOT_MAIL,
     ),
     WordRule(
         "too_many_recipients",
@@ -1039,7 +1119,7 @@ WEAK_WORDS: tuple[WordRule, ...] = (
     ),
     WordRule(
         "connect_refused",
-        C.BLOCKLISTED,
+        C.POLICY_REJECTED,
         (
             "blocked",
             "denied",
@@ -1147,6 +1227,7 @@ WORDS: tuple[WordRule, ...] = STRONG_WORDS + WEAK_WORDS
 #: catch-all details (X.0.0, X.1.0, X.2.0, X.3.0, X.4.0, X.5.0, X.5.1, X.6.0, X.7.0, X.7.1)
 #: are left to the words and the basic code. Detail meanings: RFC 3463 unless noted.
 _AUTH_CODES = frozenset({454, 500, 501, 530, 534, 535, 538})
+_PERMANENT_CODES = frozenset(range(500, 600))
 _NOT_551 = frozenset(range(200, 600)) - {551}
 # Where the basic code itself is precise (502, 503, 504, 53x), a syntax detail does not override.
 _SYNTAX_CODES = frozenset({451, 500, 501, 550, 553, 554, 555})
@@ -1162,7 +1243,10 @@ ENHANCED: MappingProxyType[tuple[int, int], tuple[C, frozenset[int] | None]] = M
         (1, 7): (C.BAD_ADDRESS, None),  # Bad sender's mailbox address syntax
         (1, 8): (C.BAD_ADDRESS, None),  # Bad sender's system address
         (1, 10): (C.DOMAIN_NOT_ACCEPTING, None),  # Recipient address has null MX (RFC 7505)
-        (2, 1): (C.MAILBOX_DISABLED, None),  # Mailbox disabled, not accepting messages
+        # Mailbox disabled, not accepting messages. Only on a 5xx: a transient "disabled"
+        # mailbox is a busy or throttled one (450 4.2.1 "Mailbox busy", Gmail's 4.2.1 for
+        # "receiving mail too quickly"), left to the words and then to the subject (4, 2).
+        (2, 1): (C.MAILBOX_DISABLED, _PERMANENT_CODES),
         (2, 2): (C.MAILBOX_FULL, None),  # Mailbox full
         (2, 3): (C.MESSAGE_TOO_LARGE, None),  # Message length exceeds administrative limit
         (3, 1): (C.INSUFFICIENT_STORAGE, None),  # Mail system full
@@ -1219,6 +1303,62 @@ VENDOR_ENHANCED: tuple[tuple[int, int, int, int, C], ...] = (
 #: X.7.1 "Delivery not authorized" on a 450/451 is how greylisting servers answer.
 GREYLIST_ENHANCED = "4.7.1"
 
+#: Word rules whose reason the enhanced subject settles: (rule name, subject) -> category.
+#: A bare "quota exceeded" is a mailbox's storage quota, but with a security or policy
+#: status (X.7.x) it is the sender's sending quota (Google's "550 5.7.1 Email quota
+#: exceeded"); a mailbox's is X.2.2 (RFC 3463).
+BY_RULE_AND_SUBJECT: MappingProxyType[tuple[str, int], C] = MappingProxyType(
+    {
+        ("quota_exceeded", 7): C.RATE_LIMITED,
+    }
+)
+
+
+# --------------------------------------------------------------------------- names, not reasons
+
+#: Host names and URLs in a reply are names ("mx.example.invalid", "https://.../?p=Blocked"),
+#: and are taken out before it is read, like e-mail addresses. A host name is dotted labels
+#: ending in a common generic top-level domain or a two-letter country code; with only two
+#: labels, not a code that is also an English word (so that "full.No more mail", a sentence
+#: missing its space, keeps its words). Exchange's dotted tokens ("RESOLVER.ADR.RecipNotFound")
+#: end in no such domain and are kept.
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_GENERIC_TLDS = (
+    "com|net|org|edu|gov|mil|int|arpa|info|biz|name|pro|mobi|asia|xyz|io"
+    "|invalid|test|example|localhost|local|lan|internal"
+)
+_WORD_LIKE_CC = "no|in|is|it|at|be|to|we|my|me|do|so|us|as|an|am|by|go|he|if|of|on|or|up|hi|ok"
+_PATH = r"""(?:[/?#][^\s<>"'()\[\]]*)?"""
+URL_OR_HOST = re.compile(
+    r"""(?:https?|ftp)://[^\s<>"'()\[\]]+|www\.[^\s<>"'()\[\]]+"""
+    rf"|(?<![\w.@-])(?:(?:{_LABEL}\.){{2,}}(?:{_GENERIC_TLDS}|[a-z]{{2}})"
+    rf"|{_LABEL}\.(?:{_GENERIC_TLDS}|(?!(?:{_WORD_LIKE_CC})(?![a-z]))[a-z]{{2}}))"
+    rf"(?![\w-]){_PATH}"
+)
+#: The words of a host name or URL that are kept: they name a DNS block list or a reputation
+#: service, and naming it is the server's reason ("blocked using zen.spamhaus.org").
+LIST_NAMES = frozenset(
+    {
+        "spamhaus", "spamcop", "barracuda", "barracudacentral", "sorbs", "uceprotect",
+        "spamrats", "psbl", "mailspike", "abuseat", "invaluement", "abusix", "backscatterer",
+        "cloudmark", "senderscore", "senderbase", "talosintelligence", "dnsbl", "rbl",
+        "blocklist", "blacklist", "surbl", "uribl", "ipcheck", "proofpoint",
+    }
+)  # fmt: skip
+_NAME_WORD = re.compile(r"[a-z0-9]+")
+
+
+def _list_names_in(found: re.Match[str]) -> str:
+    kept = [word for word in _NAME_WORD.findall(found.group()) if word in LIST_NAMES]
+    return " {} ".format(" ".join(kept)) if kept else " "
+
+
+def without_names(lowered: str) -> str:
+    """A lower-cased text with its host names and URLs taken out, except the words in them
+    that name a block list: ``"blocked using zen.spamhaus.org"`` -> ``"blocked using
+    spamhaus "``."""
+    return URL_OR_HOST.sub(_list_names_in, lowered)
+
 
 # --------------------------------------------------------------------------- 4. class + subject
 
@@ -1232,7 +1372,7 @@ ENHANCED_SUBJECT: MappingProxyType[tuple[int, int], C] = MappingProxyType(
     {
         (5, 1): C.BAD_ADDRESS,  # Addressing status
         (5, 2): C.MAILBOX_UNAVAILABLE,  # Mailbox status
-        (4, 2): C.MAILBOX_UNAVAILABLE,
+        (4, 2): C.MAILBOX_BUSY,  # a transient mailbox status: RFC 5321's 450 "mailbox busy"
         (5, 3): C.SERVER_ERROR,  # Mail system status
         (4, 3): C.SERVER_ERROR,
         (5, 6): C.POLICY_REJECTED,  # Message content or media status

@@ -37,12 +37,19 @@ _CODE_TEXT = {code: str(code) for code in range(200, 600)}
 #: An e-mail address in a reply ("<report@spamcop.net>", "bob@blocked.example"): its words
 #: ("spamcop", "blocked") are taken out before the text is read for the server's reason.
 _ADDRESS = re.compile(r"[^\s<>()\[\]{}\"',;:@]*@[\w-]+(?:\.[\w-]+)*")
+#: Host names and URLs are names too ("example.invalid>: Recipient address" is not "invalid
+#: recipient address"); only the name of a block list in them is kept (_rules.without_names).
+_without_names = _rules.without_names
 # The rule tables as the hot path reads them (module globals: no attribute lookups per call).
 _INDEXES = _rules.INDEXES
 _STRONG_RANKS = _rules.STRONG_RANKS
 _NO_RANK = _rules.NO_RANK
 _RANK_CATEGORY = tuple(rule.category for rule in _rules.WORDS)
 _HINTS = {category: hint_for(category) for category in Category}
+#: rank of a word rule -> {enhanced subject: category}, from _rules.BY_RULE_AND_SUBJECT.
+_BY_RANK_AND_SUBJECT: dict[int, dict[int, Category]] = {}
+for (_name, _subject), _category in _rules.BY_RULE_AND_SUBJECT.items():
+    _BY_RANK_AND_SUBJECT.setdefault(_rules.RANK[_name], {})[_subject] = _category
 _words_of = _rules.words_of
 
 
@@ -124,6 +131,11 @@ def _decide(code: int, enhanced: str | None, tokens: list[bytes], phase: Phase |
         found_index = _INDEXES.get((reply_class, phase)) or _rules.index(reply_class, phase)
         rank = _rules.best_rank(found_index, tokens)
         if rank < _STRONG_RANKS:  # 1. unmistakable words
+            by_subject = _BY_RANK_AND_SUBJECT.get(rank)
+            if by_subject is not None and enhanced is not None:
+                refined = by_subject.get(_enhanced_parts(enhanced)[1])
+                if refined is not None:
+                    return refined
             return _RANK_CATEGORY[rank]
     else:
         rank = _NO_RANK
@@ -168,6 +180,8 @@ def classify(code: int, text: str | bytes, phase: Phase | str | None = None) -> 
     lowered = body.lower()
     if "@" in lowered:  # the words of an address are a name, not the server's reason
         lowered = _ADDRESS.sub(" ", lowered)
+    if "." in lowered:  # nor are the words of a host name or URL
+        lowered = _without_names(lowered)
     tokens = _words_of(lowered)
     category = _decide(code, enhanced, tokens, coerced)
     # Only a text naming a wait can hold a retry hint: an ASCII text without a unit word or a
