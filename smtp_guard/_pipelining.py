@@ -49,6 +49,7 @@ from aiosmtplib.protocol import normalize_message_line_endings
 
 from smtp_guard._enums import Phase
 from smtp_guard.client._connect import Connection
+from smtp_guard.client._deadline import bound
 from smtp_guard.client._mapping import reply_error
 from smtp_guard.client._transaction import Prepared, TransactionResult, prepare_message
 from smtp_guard.client._transaction import run_transaction as run_stepwise
@@ -63,6 +64,7 @@ from smtp_guard.errors import (
     ReplyError,
     ServerDisconnected,
     SMTPGuardError,
+    SMTPTimeout,
 )
 
 __all__ = [
@@ -254,10 +256,16 @@ class _Channel(asyncio.Protocol):
             self.pending.append(expect)
         return expect
 
-    async def drain(self) -> None:
+    async def drain(self, timeout: float | None) -> None:
+        """Wait until the transport takes more (bounded by ``timeout`` and the deadline)."""
         if self._paused and not self.lost:
             self._drained = asyncio.get_running_loop().create_future()
-            await self._drained
+            try:
+                await asyncio.wait_for(asyncio.shield(self._drained), bound(timeout))
+            except asyncio.TimeoutError:
+                raise SMTPTimeout(
+                    "timed out sending to the server: it stopped reading what was written"
+                ) from None
 
     async def next_reply(self, expect: _Expect, timeout: float | None) -> SMTPResponse | None:
         """The next reply for ``expect``; None if the connection closed first."""
@@ -268,7 +276,8 @@ class _Channel(asyncio.Protocol):
                 return None
             expect.waiter = asyncio.get_running_loop().create_future()
             try:
-                await asyncio.wait_for(expect.waiter, timeout)
+                # Bounded by the call's deadline too, as each command of the client is.
+                await asyncio.wait_for(expect.waiter, bound(timeout))
             except asyncio.TimeoutError:
                 raise ReadTimeout("timed out waiting for the server's reply") from None
             finally:
@@ -620,14 +629,22 @@ async def _content(
     if sent is not None:
         sent()
     try:
-        await tx.channel.drain()
+        await tx.channel.drain(tx.timeout)
+    except SMTPTimeout:
+        # The end of the message, final "." included, is still in our buffer: the server has
+        # not got it, so nothing was delivered (safe to retry on a new connection).
+        tx.close = True
+        raise
+    try:
         final = await tx.next_reply()
     except (ReadTimeout, ProtocolError) as exc:
         tx.close = True
+        # As the step-by-step client: the reason picks the aiosmtplib class it also is.
         raise DeliveryUncertain(
             f"no readable reply to the final '.' ({exc.message}): "
             "the message may have been delivered",
             recipients=tx.accepted,
+            reason="timeout" if isinstance(exc, ReadTimeout) else "bad_reply",
         ) from None
     if final is None:
         tx.close = True
@@ -635,6 +652,7 @@ async def _content(
             "the connection closed after the final '.' before the server replied: "
             "the message may have been delivered",
             recipients=tx.accepted,
+            reason="disconnected",
         )
     if final.code == 421:
         tx.close = True
@@ -646,6 +664,7 @@ async def _content(
     raise DeliveryUncertain(
         f"unexpected reply to the final '.': {final.code}; the message may have been delivered",
         recipients=tx.accepted,
+        reason="bad_reply",
     )
 
 

@@ -55,7 +55,9 @@ The tree (``+`` marks an aiosmtplib or stdlib base mixed in, so existing handler
     ├── ExtensionNotSupported            + aiosmtplib.SMTPNotSupported: the server lacks an
     │                                      extension this send needs (SMTPUTF8, AUTH, an AUTH
     │                                      mechanism); permanent
-    ├── ProtocolError                    the server sent something that is not an SMTP reply
+    ├── ProtocolError                    + aiosmtplib.SMTPResponseException (.code -1, as
+    │                                      aiosmtplib gives for a malformed reply): the server
+    │                                      sent something that is not an SMTP reply
     └── DeliveryUncertain                the final "." went out and no reply came back: the
                                            message may have been delivered; not retried unless
                                            the caller opted in. Also the aiosmtplib class
@@ -294,7 +296,11 @@ class ReplyError(SMTPGuardError, aiosmtplib.SMTPResponseException):
       called (``ReplyError(550, "...", category="mailbox_full")`` is a MailboxFull;
       ``AuthError`` without a category is an AuthFailed); a category outside it is a
       ValueError;
-    - without ``enhanced=``/``text=``, the enhanced status code is split off the message.
+    - without ``enhanced=``/``text=``, the enhanced status code is split off the message;
+    - a third positional argument is aiosmtplib's: the sender at MAIL, the recipient at RCPT.
+      So every reply error is rebuilt from its ``args`` (``type(e)(*e.args)``). Celery's JSON
+      result backend rebuilds the class by name, without the phase: class, code and text
+      come back, and the address stays in ``args`` only (it could be either).
     """
 
     #: The category this class stands for.
@@ -307,6 +313,7 @@ class ReplyError(SMTPGuardError, aiosmtplib.SMTPResponseException):
         cls,
         code: int,
         message: str | bytes = "",
+        address: str | None = None,
         /,
         *,
         phase: Phase | str | None = None,
@@ -322,7 +329,13 @@ class ReplyError(SMTPGuardError, aiosmtplib.SMTPResponseException):
             # A generated class rebuilt with another permanence or phase: a sibling class,
             # so Python will not call __init__ on what we return. Do it here.
             made.__init__(  # type: ignore[misc]
-                code, message, phase=phase, permanent=permanent, category=category, **fields
+                code,
+                message,
+                address,
+                phase=phase,
+                permanent=permanent,
+                category=category,
+                **fields,
             )
         return made
 
@@ -330,6 +343,7 @@ class ReplyError(SMTPGuardError, aiosmtplib.SMTPResponseException):
         self,
         code: int,
         message: str | bytes = "",
+        address: str | None = None,
         /,
         *,
         enhanced: str | None = None,
@@ -347,6 +361,13 @@ class ReplyError(SMTPGuardError, aiosmtplib.SMTPResponseException):
     ) -> None:
         message = _as_text(message)
         self.phase: Phase | None = type(self)._made_phase if phase is None else Phase.coerce(phase)
+        # aiosmtplib's third argument (and our own ``args`` at MAIL and RCPT): the sender at
+        # MAIL, the recipient at RCPT -- so ``type(e)(*e.args)`` rebuilds us. Without a phase
+        # (rebuilt by the base class's name, as Celery does) it could be either: kept in args.
+        if address and self.phase is Phase.MAIL:
+            sender = address if sender is None else sender
+        elif address and self.phase is Phase.RCPT:
+            recipient = address if recipient is None else recipient
         if self.phase is Phase.AUTH:
             message = _redact_auth_echo(message)
             text = None if text is None else _redact_auth_echo(text)
@@ -378,6 +399,8 @@ class ReplyError(SMTPGuardError, aiosmtplib.SMTPResponseException):
             self.args = (self.code, message, recipient or "")
         elif self.phase is Phase.MAIL:
             self.args = (self.code, message, sender or "")
+        elif address:
+            self.args = (self.code, message, address)
         else:
             self.args = (self.code, message)
 
@@ -742,20 +765,23 @@ class RecipientsRefused(SMTPGuardError, aiosmtplib.SMTPRecipientsRefused):
 
     def __init__(
         self,
-        refused: Mapping[str, ReplyError],
+        refused: Mapping[str, ReplyError] | str,
         /,
         *,
         delivered: Iterable[str] = (),
         attempts: int = 1,
         history: Iterable[SMTPGuardError] = (),
     ) -> None:
-        self.refused: dict[str, ReplyError] = dict(refused)
+        # A text instead of the mapping: rebuilt from a serialised form that kept only the
+        # text (Celery's JSON results carry ``repr(refused)``); the text is kept as it came.
+        described = refused if isinstance(refused, str) else None
+        self.refused: dict[str, ReplyError] = {} if isinstance(refused, str) else dict(refused)
         errors = list(self.refused.values())
         transient = [e.retry_after for e in errors if not e.permanent]
         hints = [e for e in transient if e is not None]
         SMTPGuardError.__init__(
             self,
-            f"{len(self.refused)} recipient(s) refused",
+            described if described is not None else f"{len(self.refused)} recipient(s) refused",
             permanent=bool(errors) and not transient,
             retry_after=min(hints) if hints else None,
             attempts=attempts,
@@ -767,9 +793,12 @@ class RecipientsRefused(SMTPGuardError, aiosmtplib.SMTPRecipientsRefused):
             for e in errors
             if isinstance(e, aiosmtplib.SMTPRecipientRefused)
         ]
-        self.args = (self.refused,)
+        self.args = (self.refused,) if described is None else (described,)
 
     def __str__(self) -> str:
+        if not self.refused and self.args and isinstance(self.args[0], str):
+            line = f"recipient(s) refused: {_printable(self.args[0], 1000)}"
+            return f"{line}{_delivered_note(self.delivered)} -- {self.hint}"
         # One line (log-friendly); each recipient's own hint is on its error in ``refused``.
         shown = [
             f"<{_printable(r, 200)}> {err.code}"
@@ -784,7 +813,7 @@ class RecipientsRefused(SMTPGuardError, aiosmtplib.SMTPRecipientsRefused):
         return f"{line}{_delivered_note(self.delivered)} -- {self.hint}"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.refused,), self.__dict__.copy())
+        return (type(self), self.args, self.__dict__.copy())
 
 
 class ConnectionFailed(SMTPGuardError, aiosmtplib.SMTPConnectError):
@@ -846,10 +875,48 @@ class InvalidInput(SMTPGuardError, ValueError):
     default_hint = "Fix the argument named in the message; nothing was sent."
 
 
-class ProtocolError(SMTPGuardError):
-    """The server sent something that is not a valid SMTP reply (the server's mistake)."""
+class ProtocolError(SMTPGuardError, aiosmtplib.SMTPResponseException):
+    """The server sent something that is not a valid SMTP reply (the server's mistake).
+
+    Also an ``aiosmtplib.SMTPResponseException``, which aiosmtplib raises for a malformed or
+    over-long reply, so handlers written for it keep catching it. ``code`` is -1 as there
+    (aiosmtplib's "invalid response"), or the reply code when a well-formed reply came where
+    it makes no sense (a 354 where a 250 was due). ``ProtocolError("text")`` and
+    ``ProtocolError(code, "text")`` (its ``args``, as aiosmtplib's) both work.
+    """
 
     default_hint = "The server's reply was not valid SMTP; retry, and report it to its operator."
+
+    def __init__(
+        self,
+        code_or_message: int | str,
+        message: str | None = None,
+        /,
+        *,
+        code: int | None = None,
+        permanent: bool | None = None,
+        retry_after: float | None = None,
+        hint: str | None = None,
+        attempts: int = 1,
+        history: Iterable[SMTPGuardError] = (),
+        delivered: Iterable[str] = (),
+    ) -> None:
+        if isinstance(code_or_message, str | bytes):
+            reply_code, text = (-1 if code is None else code), _as_text(code_or_message)
+        else:
+            reply_code, text = int(code_or_message), "" if message is None else message
+        SMTPGuardError.__init__(
+            self,
+            text,
+            permanent=permanent,
+            retry_after=retry_after,
+            hint=hint,
+            attempts=attempts,
+            history=history,
+            delivered=delivered,
+        )
+        self.code: int = int(reply_code)
+        self.args = (self.code, self.message)
 
 
 class ExtensionNotSupported(SMTPGuardError, aiosmtplib.SMTPNotSupported):

@@ -42,6 +42,7 @@ def smtp() -> Iterator[FaultServer]:
         # "too many recipients" for the first one, then its own transaction drops at DATA
         "rcpt:*@split.test=452 4.5.3 Too many recipients x1",
         "data:*@split.test=drop x1",
+        "mail:*@refused-sender.test=550 5.7.1 Sender address rejected",
     ) as server:
         yield server
 
@@ -131,10 +132,12 @@ def test_permanent_failure_fails_the_task_without_retries(
 ) -> None:
     message = _message("nobody@unknown.test")
     result = _send(client_app, message)
-    with pytest.raises(Exception, match="RecipientsRefused") as raised:
+    with pytest.raises(errors.RecipientsRefused) as raised:
         result.get(timeout=RESULT_TIMEOUT)
     assert result.state == "FAILURE"
-    # The typed error, as the worker raised it (JSON results carry its name and arguments).
+    # The typed error, as the worker raised it (JSON results carry its name and arguments;
+    # the refused mapping comes back as its text).
+    assert type(raised.value) is errors.RecipientsRefused
     assert "550" in str(raised.value)
     assert "5.1.1 No such user here" in str(raised.value)
     assert "smtp_guard.errors.RecipientsRefused" in (result.traceback or "")
@@ -142,6 +145,29 @@ def test_permanent_failure_fails_the_task_without_retries(
     asked = [t for t in smtp.transactions if "nobody@unknown.test" in t.refused]
     assert len(asked) == 1  # asked once: no retry
     assert "retrying" not in _task_lines(worker, result.id)
+
+
+def test_a_reply_error_at_mail_reaches_the_producer_typed(
+    worker: CeleryWorker, client_app: Celery, smtp: FaultServer
+) -> None:
+    """A 550 to MAIL: aiosmtplib's three arguments (code, text, sender) cross Celery's JSON
+    results, and the producer gets the class the worker raised, with its code and text."""
+    message = _message("to@accept.test")
+    message.replace_header("From", "app@refused-sender.test")
+    result = _send(client_app, message)
+    with pytest.raises(errors.ReplyError) as raised:
+        result.get(timeout=RESULT_TIMEOUT)
+    error = raised.value
+    raised_in_worker = error_from_reply(550, "5.7.1 Sender address rejected", "mail")
+    assert type(error).__name__ == type(raised_in_worker).__name__
+    assert f"smtp_guard.errors.{type(error).__name__}" in (result.traceback or "")
+    assert isinstance(error, type(raised_in_worker)._made_for or type(raised_in_worker))
+    assert error.code == 550
+    assert error.enhanced == "5.7.1"
+    assert error.permanent
+    assert error.args == (550, "5.7.1 Sender address rejected", "app@refused-sender.test")
+    assert str(error).startswith("550 5.7.1 Sender address rejected")
+    assert _stored(smtp, message) == []
 
 
 def test_partial_permanent_refusal_is_recorded_in_the_result(

@@ -39,6 +39,7 @@ from smtp_guard.errors import (
     MailboxNotFound,
     MailboxUnavailable,
     PermanentError,
+    PolicyRejected,
     ProtocolError,
     RateLimited,
     ReadTimeout,
@@ -207,6 +208,83 @@ def test_every_generated_class_pickles_to_an_equal_error_of_the_same_class() -> 
         assert hash(back) == hash(err)
         assert str(back) == str(err)
         assert repr(back) == repr(err)
+
+
+def test_every_generated_class_is_rebuilt_from_its_own_args() -> None:
+    """``type(e)(*e.args)``, as Celery and other serialisers rebuild an exception."""
+    for cls, permanent, phase in _concrete_cases():
+        err = _build(cls, permanent, phase)
+        back = type(err)(*err.args)
+        assert type(back) is type(err)
+        assert back.args == err.args
+        assert (back.code, back.message, back.text, back.enhanced) == (
+            err.code,
+            err.message,
+            err.text,
+            err.enhanced,
+        )
+        assert (back.recipient, back.sender, back.phase) == (err.recipient, err.sender, err.phase)
+        assert (back.category, back.permanent) == (err.category, err.permanent)
+        assert str(back).startswith(str(err).split(" -- ")[0])
+
+
+def test_aiosmtplibs_three_arguments_name_the_recipient_or_the_sender() -> None:
+    rcpt = MailboxNotFound(550, "5.1.1 No such user", "bob@example.com", phase="rcpt")
+    assert rcpt.recipient == "bob@example.com"
+    assert rcpt.args == (550, "5.1.1 No such user", "bob@example.com")
+    mail = PolicyRejected(550, "5.7.1 Sender refused", "me@example.com", phase="mail")
+    assert (mail.sender, mail.recipient) == ("me@example.com", None)
+    # Rebuilt by the base class name alone (Celery's JSON results): the phase is unknown,
+    # so the address could be either; class, code and text are kept, the address in args.
+    named = PolicyRejected(550, "5.7.1 Sender refused", "me@example.com")
+    assert (type(named).__name__, named.code, named.text) == (
+        "PolicyRejected",
+        550,
+        "Sender refused",
+    )
+    assert (named.recipient, named.sender) == (None, None)
+    assert named.args == (550, "5.7.1 Sender refused", "me@example.com")
+    assert type(named)(*named.args) == named
+    assert named.permanent
+    assert isinstance(named, aiosmtplib.SMTPResponseException)
+    # An explicit keyword wins over the positional.
+    assert MailboxNotFound(550, "x", "a@x.test", recipient="b@x.test", phase="rcpt").recipient == (
+        "b@x.test"
+    )
+
+
+def test_other_errors_are_rebuilt_from_their_own_args() -> None:
+    for err in _other_errors():
+        back = type(err)(*err.args)
+        assert type(back) is type(err)
+        assert back.message == err.message
+        assert back.args == err.args
+    refused = RecipientsRefused({"a@x.test": MailboxNotFound(550, "5.1.1 No", phase="rcpt")})
+    assert type(refused)(*refused.args).refused == refused.refused
+
+
+def test_recipients_refused_rebuilt_from_its_text_keeps_the_text() -> None:
+    """Celery's JSON results carry ``repr(refused)``: the error comes back with that text."""
+    text = "{'a@x.test': MailboxNotFound(550, '5.1.1 No such user', phase='rcpt')}"
+    err = RecipientsRefused(text)
+    assert err.refused == {}
+    assert err.args == (text,)
+    assert "5.1.1 No such user" in str(err)
+    assert "550" in str(err)
+    assert len(str(err).splitlines()) == 1
+    assert _roundtrip(err) == err
+
+
+def test_protocol_error_is_what_aiosmtplib_raises_for_a_malformed_reply() -> None:
+    err = ProtocolError("Malformed SMTP response line: hello")
+    assert isinstance(err, aiosmtplib.SMTPResponseException)
+    assert err.code == -1
+    assert err.args == (-1, "Malformed SMTP response line: hello")
+    assert type(err)(*err.args) == err
+    assert _roundtrip(err) == err
+    assert ProtocolError("unexpected reply: 354 Go on", code=354).code == 354
+    assert ProtocolError(600, "What").message == "What"
+    assert not isinstance(err, ReplyError)
 
 
 def test_phase_attributes_are_those_of_aiosmtplib() -> None:

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from smtp_guard._enums import Phase
 from smtp_guard._pipelining import ReplyParser, pipelined_transaction, run_pipelined
 from smtp_guard.client._connect import Connection, ConnectParams, open_connection
+from smtp_guard.client._deadline import deadline_in
 from smtp_guard.client._validate import make_envelope
 from smtp_guard.errors import (
     DeliveryUncertain,
@@ -33,6 +34,7 @@ from smtp_guard.errors import (
     RecipientsRefused,
     ReplyError,
     ServerDisconnected,
+    SMTPTimeout,
     TransientError,
 )
 from smtp_guard.mailer import Mailer
@@ -441,14 +443,73 @@ async def test_drop_after_the_final_dot_is_uncertain() -> None:
         assert not smtp.is_connected
     assert caught.value.recipients == ("x@r.test", "y@r.test")
     assert len(peer.contents) == 1
+    # As the step-by-step client: also what aiosmtplib raises there, a lost connection.
+    assert caught.value.reason == "disconnected"
+    assert isinstance(caught.value, aiosmtplib.SMTPServerDisconnected)
+    assert isinstance(caught.value, ConnectionError)
 
 
 async def test_silence_after_the_final_dot_is_uncertain() -> None:
     peer = Peer(final=HANG)
     async with connected(peer, timeout=0.3) as smtp:
-        with pytest.raises(DeliveryUncertain):
+        with pytest.raises(DeliveryUncertain) as caught:
             await run_pipelined(smtp, "a@s.test", ["x@r.test"], MESSAGE, timeout=0.3)
         assert not smtp.is_connected
+    assert caught.value.reason == "timeout"
+    assert isinstance(caught.value, aiosmtplib.SMTPReadTimeoutError)
+    assert isinstance(caught.value, TimeoutError)
+    assert not isinstance(caught.value, ConnectionError)
+
+
+@pytest.mark.parametrize("final", [b"hello there\r\n", b"354 More?\r\n"])
+async def test_an_unreadable_reply_to_the_final_dot_is_uncertain_as_a_bad_reply(
+    final: bytes,
+) -> None:
+    peer = Peer(final=final)
+    async with connected(peer) as smtp:
+        with pytest.raises(DeliveryUncertain) as caught:
+            await run_pipelined(smtp, "a@s.test", ["x@r.test"], MESSAGE)
+        assert not smtp.is_connected
+    assert caught.value.reason == "bad_reply"
+    assert isinstance(caught.value, aiosmtplib.SMTPException)
+    assert not isinstance(caught.value, ConnectionError | TimeoutError)
+
+
+async def test_reads_end_by_the_calls_deadline_not_the_longer_timeout() -> None:
+    """Each reply is awaited at most ``min(timeout, time left)``, as the client's commands."""
+    peer = Peer(final=HANG)
+    async with connected(peer, timeout=30) as smtp:
+        with deadline_in(0.2), pytest.raises(DeliveryUncertain) as caught:
+            # 20 s: only so that an unbounded read fails this test instead of hanging it.
+            await asyncio.wait_for(
+                run_pipelined(smtp, "a@s.test", ["x@r.test"], MESSAGE, timeout=30), 20
+            )
+    assert caught.value.reason == "timeout"
+
+
+@dataclass
+class DeafPeer(Peer):
+    """Answers the commands, then stops reading the message: our writes back up."""
+
+    def _reply_for(self, verb: bytes, line: bytes) -> bytes:
+        if verb == b"EHLO":
+            return b"250-peer.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n"  # no SIZE
+        return super()._reply_for(verb, line)
+
+    async def _content(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        await asyncio.sleep(3600)
+        return False
+
+
+async def test_a_server_that_stops_reading_the_message_is_a_timeout_not_uncertain() -> None:
+    """The final "." is still in our buffer: nothing was delivered, so a plain timeout."""
+    big = MESSAGE + b"x" * 998 + b"\r\n" * 1 + (b"y" * 998 + b"\r\n") * 40_000  # 40 MB
+    async with connected(DeafPeer(), timeout=0.3) as smtp:
+        with pytest.raises(SMTPTimeout) as caught:
+            await asyncio.wait_for(run_pipelined(smtp, "a@s.test", ["x@r.test"], big), 20)
+        assert not smtp.is_connected
+    assert not isinstance(caught.value, DeliveryUncertain)
+    assert caught.value.permanent is False
 
 
 async def test_silence_before_the_dot_is_a_read_timeout() -> None:

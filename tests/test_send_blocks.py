@@ -106,6 +106,29 @@ async def test_a_reply_that_is_not_smtp_closes_the_connection(fault: str) -> Non
         assert not conn.is_connected  # never reused out of step with the server
 
 
+@pytest.mark.parametrize("fault", ["mail=garbage", "rcpt=garbage", "mail=long=20000"])
+async def test_a_reply_that_is_not_smtp_is_caught_where_aiosmtplibs_was(fault: str) -> None:
+    """aiosmtplib raises SMTPResponseException(-1, ...) for it; ours is one too, code -1."""
+    async with FaultServer(fault) as srv:
+        with pytest.raises(aiosmtplib.SMTPResponseException) as theirs:
+            await aiosmtplib.send(
+                RAW, sender="a@sender.test", recipients=["b@rcpt.test"], **kw(srv)
+            )
+        with pytest.raises(aiosmtplib.SMTPResponseException) as ours:
+            await send(
+                RAW,
+                sender="a@sender.test",
+                recipients=["b@rcpt.test"],
+                policy=RetryPolicy.never(),
+                **kw(srv),
+            )
+    assert type(theirs.value) is aiosmtplib.SMTPResponseException
+    assert theirs.value.code == -1
+    assert isinstance(ours.value, ProtocolError)
+    assert ours.value.code == -1
+    assert ours.value.args[0] == -1
+
+
 @pytest.mark.parametrize("raw", [b"600 What\r\n", b"199 Early\r\n", b"354 Go on\r\n"])
 async def test_reply_codes_that_make_no_sense_are_protocol_errors(raw: bytes) -> None:
     async with FaultServer(Fault.raw_reply("mail", raw)) as srv:
@@ -119,6 +142,7 @@ async def test_reply_codes_that_make_no_sense_are_protocol_errors(raw: bytes) ->
             )
         assert srv.connection_count == 2  # transient, bounded
     assert caught.value.attempts == 2
+    assert caught.value.code == int(raw[:3])  # the code that came, not aiosmtplib's -1
     assert "\r" not in str(caught.value)
 
 

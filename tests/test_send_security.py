@@ -18,6 +18,7 @@ from smtp_guard.client import send
 from smtp_guard.client._connect import ConnectParams
 from smtp_guard.errors import (
     AuthFailed,
+    ExtensionNotSupported,
     InsecureConnection,
     InvalidInput,
     MessageTooLarge,
@@ -131,12 +132,19 @@ async def test_implicit_tls_with_credentials(tmp_path: Any) -> None:
     assert result.delivered == tuple(RCPTS)
 
 
-async def test_start_tls_true_but_not_offered_is_a_permanent_tls_failure() -> None:
+async def test_start_tls_true_but_not_offered_is_a_missing_extension() -> None:
+    """aiosmtplib raises SMTPException("SMTP STARTTLS extension not supported by server.")."""
     async with FaultServer() as srv:
-        with pytest.raises(TLSFailed) as caught:
+        with pytest.raises(ExtensionNotSupported) as caught:
             await send(RAW, sender="a@sender.test", recipients=RCPTS, start_tls=True, **kw(srv))
         assert srv.connection_count == 1
+        assert "MAIL" not in commands(srv)
     assert caught.value.permanent
+    assert caught.value.extension == "STARTTLS"
+    assert "does not offer STARTTLS" in str(caught.value)
+    # Caught where aiosmtplib's was (SMTPException); not a handshake failure (none happened).
+    assert isinstance(caught.value, aiosmtplib.SMTPException)
+    assert not isinstance(caught.value, TLSFailed)
 
 
 async def test_certificate_failure_is_permanent_and_not_retried() -> None:

@@ -4,7 +4,8 @@
 :class:`Connection`. The TLS rules:
 
 - ``use_tls=True``: TLS from the first byte.
-- ``start_tls=True``: STARTTLS is required; a server that does not offer it is refused.
+- ``start_tls=True``: STARTTLS is required; a server that does not offer it is refused
+  (:class:`ExtensionNotSupported`, ``extension == "STARTTLS"``).
 - ``start_tls=None`` (default): STARTTLS when the server offers it. With credentials it is
   required, not opportunistic: no STARTTLS means :class:`InsecureConnection` before AUTH.
 - ``start_tls=False``: no upgrade.
@@ -38,7 +39,6 @@ from smtp_guard.errors import (
     InsecureConnection,
     InvalidInput,
     ServerDisconnected,
-    TLSFailed,
 )
 
 __all__ = ["ConnectParams", "Connection", "open_connection"]
@@ -358,9 +358,11 @@ async def _maybe_starttls(client: aiosmtplib.SMTP, params: ConnectParams) -> boo
         return False
     if not offered:
         if params.start_tls is True:
-            raise TLSFailed(
-                f"start_tls=True but {params.server} does not offer STARTTLS",
-                permanent=True,
+            # Where aiosmtplib raises SMTPException("SMTP STARTTLS extension not supported by
+            # server."): a missing extension, not a failed handshake (none took place).
+            raise ExtensionNotSupported(
+                f"start_tls=True but {params.server} does not offer STARTTLS; nothing was sent",
+                extension="STARTTLS",
                 hint="Use use_tls=True for an implicit-TLS port (465), or another server.",
             )
         raise InsecureConnection(

@@ -189,7 +189,7 @@ def reply_error(
     shown = message if len(message) <= 200 else message[:199] + "\N{HORIZONTAL ELLIPSIS}"
     if code < 0:
         return ProtocolError(f"invalid reply{where}: {shown}")
-    return ProtocolError(f"unexpected reply{where}: {code} {shown}")
+    return ProtocolError(f"unexpected reply{where}: {code} {shown}", code=code)
 
 
 # Order matters: the first class that matches wins (subclasses before their bases).
