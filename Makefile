@@ -33,7 +33,7 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest --cov --cov-report=term
 
-# Figures, printed (never asserted): see bench/README.md.
+# Figures, printed (never asserted); the README's Figures section quotes them.
 bench: $(STAMP)
 	$(BIN)/python bench/classify.py
 	$(BIN)/python bench/overhead.py
