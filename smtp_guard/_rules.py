@@ -94,6 +94,7 @@ from smtp_guard._enums import Category as C
 from smtp_guard._enums import Phase as P
 
 __all__ = [
+    "AUTH_ONLY_CODES",
     "BY_CODE",
     "BY_PHASE_AND_CODE",
     "BY_RULE_AND_SUBJECT",
@@ -525,6 +526,8 @@ STRONG_WORDS: tuple[WordRule, ...] = (
             "number of sessions",
             "too many concurrent sessions",
             "too many concurrent [smtp] {connections|sessions}",
+            "concurrent {connections|sessions} [limit]",
+            "{connection|connections|session|sessions} limit",
             "too many [smtp] connections",
             "zu viele {verbindungen|nachrichten|mails|e mails}",
             "trop de {messages|courriels|mails}",
@@ -1061,6 +1064,17 @@ WEAK_WORDS: tuple[WordRule, ...] = (
         NOT_CONNECT,
     ),
     WordRule(
+        "recipient_gone",
+        C.MAILBOX_UNKNOWN,
+        (
+            "{does not|doesn't|doesnt|did not|no longer} exist",
+            "not exist",
+            "no longer exists",
+        ),
+        ANY_CLASS,
+        frozenset({None, P.RCPT}),
+    ),
+    WordRule(
         "too_many_unrecognized",
         C.SYNTAX_ERROR,
         ("too many unrecognized commands", "protocol violation"),
@@ -1422,6 +1436,14 @@ BY_CODE: MappingProxyType[int, C] = MappingProxyType(
         556: C.DOMAIN_NOT_ACCEPTING,  # Domain does not accept mail (RFC 7504)
     }
 )
+
+#: Codes RFC 4954 defines only as answers to AUTH (534 mechanism too weak, 535 credentials
+#: invalid, 538 encryption required for the mechanism): when the phase is not known, such a
+#: reply is read as answering AUTH ("535 5.7.139 Authentication unsuccessful,
+#: SmtpClientAuthentication is disabled" is a refused login, not a disabled mailbox). Not 432:
+#: Exchange sends it for its store driver ("432 4.3.2 STOREDRV.Deliver; recipient thread limit
+#: exceeded"), not only for RFC 4954's password transition.
+AUTH_ONLY_CODES = frozenset({534, 535, 538})
 
 #: Where the phase changes what a basic code means.
 BY_PHASE_AND_CODE: MappingProxyType[tuple[P, int], C] = MappingProxyType(

@@ -7,8 +7,12 @@ other words, the enhanced class and subject, then the basic code refined by the 
 Permanence follows the basic code (RFC 5321 4.2.1): 4xx transient, 5xx permanent, with the
 RFC's own exception (4.5.3.1.10): a 552 answering RCPT for "too many recipients" means 452.
 
-Sans-IO: no I/O and no asyncio. The text is cut into words once (e-mail addresses taken out
-first: their words are names, not reasons) and looked up in the rules' per-phase indexes.
+A reply whose code RFC 4954 defines only for AUTH (534, 535, 538) is read as answering AUTH
+when the caller does not say which phase it answers.
+
+Sans-IO: no I/O and no asyncio. The text is cut into words once (e-mail addresses, host names
+and URLs taken out first: their words are names, not reasons) and looked up in the rules'
+per-phase indexes.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ _BY_RANK_AND_SUBJECT: dict[int, dict[int, Category]] = {}
 for (_name, _subject), _category in _rules.BY_RULE_AND_SUBJECT.items():
     _BY_RANK_AND_SUBJECT.setdefault(_rules.RANK[_name], {})[_subject] = _category
 _words_of = _rules.words_of
+_AUTH_ONLY_CODES = _rules.AUTH_ONLY_CODES
 
 
 class Classification(NamedTuple):
@@ -172,6 +177,8 @@ def classify(code: int, text: str | bytes, phase: Phase | str | None = None) -> 
     coerced = _PHASES.get(phase) if isinstance(phase, str) else phase
     if coerced is None and phase is not None:
         coerced = Phase.coerce(phase)  # another spelling, or a clear ValueError
+    if coerced is None and code in _AUTH_ONLY_CODES:
+        coerced = Phase.AUTH  # RFC 4954: these codes answer AUTH only
     if isinstance(text, (bytes, bytearray)):
         text = bytes(text).decode("utf-8", errors="replace")
     if text.startswith(_CODE_TEXT[code]):

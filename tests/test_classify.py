@@ -300,6 +300,50 @@ def test_mailbox_states(code: int, text: str, phase: str | None, category: Categ
     assert classify(code, text, phase).category is category
 
 
+@pytest.mark.parametrize(
+    ("code", "text", "phase", "category"),
+    [
+        # RFC 4954's AUTH-only codes answer AUTH when the phase is not known.
+        (
+            535,
+            "5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the "
+            "Tenant.",
+            None,
+            Category.AUTH_FAILED,
+        ),
+        (535, "5.7.139 Authentication unsuccessful, account locked", None, Category.AUTH_FAILED),
+        (534, "5.7.9 Application-specific password required.", None, Category.AUTH_FAILED),
+        # ... but not 530, which answers MAIL too.
+        (530, "5.7.0 Must issue a STARTTLS command first", None, Category.TLS_REQUIRED),
+        # A recipient that "does not exist", however the sentence runs.
+        (
+            550,
+            "The account you tried to deliver to does not exist",
+            "rcpt",
+            Category.MAILBOX_UNKNOWN,
+        ),
+        # Connection limits are rate limits, whatever the enhanced code.
+        (
+            421,
+            "4.3.2 The maximum number of concurrent connections has exceeded a limit, closing "
+            "transmission channel",
+            "connect",
+            Category.RATE_LIMITED,
+        ),
+    ],
+)
+def test_auth_codes_absent_recipients_and_connection_limits(
+    code: int, text: str, phase: str | None, category: Category
+) -> None:
+    assert classify(code, text, phase).category is category
+
+
+def test_an_auth_only_code_keeps_the_callers_phase_on_the_error() -> None:
+    err = error_from_reply(535, "5.7.139 Authentication unsuccessful, account disabled")
+    assert err.phase is None
+    assert err.category is Category.AUTH_FAILED
+
+
 # --------------------------------------------------------------------------- names, not reasons
 
 
