@@ -85,6 +85,13 @@ async def test_transcript_option_prints_each_connection_with_auth_masked() -> No
             username="alice", password="hunter2",
         )  # fmt: skip
         lines = await read_until(proc, "S: 221")
+        # AUTH LOGIN: user name and password each on a line of their own, base64
+        client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=True,
+                                 tls_context=context, timeout=5)  # fmt: skip
+        async with client:
+            await client.ehlo()
+            await client.auth_login("alice", "hunter2")
+        lines += await read_until(proc, "S: 221")
     finally:
         proc.send_signal(signal.SIGINT)
         out, _ = await asyncio.wait_for(proc.communicate(), 20)
@@ -92,7 +99,10 @@ async def test_transcript_option_prints_each_connection_with_auth_masked() -> No
     assert "--- connection #1 from 127.0.0.1" in text
     assert "C: AUTH PLAIN ****" in text
     assert "C: STARTTLS" in text
-    assert "hunter2" not in text
+    assert "C: AUTH LOGIN ****" in text
+    assert "C: ****" in text
+    for secret in ("hunter2", "aHVudGVyMg", "AGFsaWNlAGh1bnRlcjI", "YWxpY2UAYWxpY2UAaHVudGVyMg"):
+        assert secret not in text  # the password, as LOGIN and as PLAIN send it
     assert "\n".join(banner).count("hunter2") == 0
 
 

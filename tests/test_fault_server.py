@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import gc
 import smtplib
 import socket
@@ -251,22 +252,85 @@ async def test_auth_valid_and_invalid_credentials_and_masked_transcript() -> Non
     assert "C: AUTH PLAIN ****" in transcript
     assert "s3cret" not in transcript
     assert "wrong-pw" not in transcript
+    assert_no_secret(srv.transcript, "alice", "s3cret-pw")
+    assert_no_secret(srv.transcript, "alice", "wrong-pw")
     assert "s3cret" not in repr(srv)
     assert "s3cret" not in repr(srv.settings)
     [txn] = srv.messages
     assert txn.user == "alice"
 
 
-async def test_auth_login_mechanism_masks_each_step() -> None:
+def secret_forms(user: str, password: str) -> list[str]:
+    """What a transcript must never contain: the password, plain or as any AUTH payload."""
+    b64 = base64.b64encode
+    blobs = [password.encode(), f"\0{user}\0{password}".encode(), f"{user}\0{user}\0{password}"
+             .encode()]  # fmt: skip
+    return [password, *(b64(blob).decode().rstrip("=") for blob in blobs)]
+
+
+def assert_no_secret(transcript: list[str], user: str, password: str) -> None:
+    text = "\n".join(transcript)
+    for form in secret_forms(user, password):
+        assert form not in text, form
+
+
+async def test_auth_plain_inline_is_masked() -> None:
     async with FaultServer(credentials={"alice": "pw-123"}) as srv:
         client = aiosmtplib.SMTP(hostname=srv.host, port=srv.port, start_tls=False, timeout=5)
         async with client:
             await client.ehlo()
-            await client.auth_login("alice", "pw-123")
-    assert "C: AUTH LOGIN ****" in srv.transcript
-    assert srv.transcript.count("C: ****") == 1
-    assert "pw-123" not in "\n".join(srv.transcript)
+            await client.auth_plain("alice", "pw-123")
+    assert "C: AUTH PLAIN ****" in srv.transcript
+    assert_no_secret(srv.transcript, "alice", "pw-123")
     assert srv.connections[0].user == "alice"
+
+
+async def test_auth_login_with_initial_response_masks_each_step() -> None:
+    async with FaultServer(credentials={"alice": "pw-123"}) as srv:
+        client = aiosmtplib.SMTP(hostname=srv.host, port=srv.port, start_tls=False, timeout=5)
+        async with client:
+            await client.ehlo()
+            await client.auth_login("alice", "pw-123")  # AUTH LOGIN <user>, then the password
+    commands = [line for line in srv.transcript if line.startswith("C: ")]
+    assert commands[1:3] == ["C: AUTH LOGIN ****", "C: ****"]
+    assert_no_secret(srv.transcript, "alice", "pw-123")
+    assert srv.connections[0].user == "alice"
+
+
+async def dialogue(srv: FaultServer, *lines: bytes) -> list[str]:
+    """Send each line after the reply to the one before; return the first line of each reply."""
+    reader, writer = await asyncio.open_connection(srv.host, srv.port)
+    replies = []
+    try:
+        await asyncio.wait_for(reader.readline(), 5)
+        for line in lines:
+            writer.write(line + b"\r\n")
+            reply = [await asyncio.wait_for(reader.readline(), 5)]
+            while reply[-1][3:4] == b"-":
+                reply.append(await asyncio.wait_for(reader.readline(), 5))
+            replies.append(reply[0].decode().rstrip())
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    return replies
+
+
+async def test_auth_continuation_lines_are_masked() -> None:
+    b64 = base64.b64encode
+    async with FaultServer(credentials={"alice": "pw-123"}) as srv:
+        login = await dialogue(
+            srv, b"EHLO c.test", b"AUTH LOGIN", b64(b"alice"), b64(b"pw-123"), b"QUIT"
+        )
+        plain = await dialogue(srv, b"EHLO c.test", b"AUTH PLAIN", b64(b"\0alice\0pw-123"))
+    assert [r[:3] for r in login] == ["250", "334", "334", "235", "221"]
+    assert [r[:3] for r in plain] == ["250", "334", "235"]
+    first, second = (c.transcript for c in srv.connections)
+    steps = [line[:6] for line in first[first.index("C: AUTH LOGIN") :][:6]]
+    assert steps == ["C: AUT", "S: 334", "C: ***", "S: 334", "C: ***", "S: 235"]
+    assert first.count("C: ****") == 2
+    assert second[second.index("C: AUTH PLAIN") :][:3] == ["C: AUTH PLAIN", "S: 334 ", "C: ****"]
+    assert_no_secret(srv.transcript, "alice", "pw-123")
+    assert [c.user for c in srv.connections] == ["alice", "alice"]
 
 
 async def test_auth_is_not_offered_without_credentials() -> None:

@@ -185,6 +185,7 @@ class _FaultSMTP(SMTP):
         self._greeted = False
         self._refusing = False  # after a 5xx greeting: only QUIT is served
         self._swallow = False  # a fault already wrote the reply the hook's caller will push
+        self._auth_answer = False  # the next line read is an AUTH continuation (a secret)
         self._replacement: bytes | None = None  # written instead of the next normal reply
         self._txn: Transaction | None = None
         self._smtp_methods = {
@@ -234,7 +235,12 @@ class _FaultSMTP(SMTP):
 
         async def readuntil(separator: bytes = b"\n") -> bytes:
             line = await read_line(separator)
-            if separator == b"\n":  # a command line; DATA content is read up to b"\r\n"
+            if separator == b"\n" and self._auth_answer:
+                # The client's answer to a 334 challenge (AUTH LOGIN's user name and password,
+                # AUTH PLAIN's credentials sent on their own line, XOAUTH2's answer): base64
+                # of the secrets, so never written down.
+                self._note("C", "****")
+            elif separator == b"\n":  # a command line; DATA content is read up to b"\r\n"
                 self._note_command(line)
                 if b"\n" in getattr(reader, "_buffer", b""):
                     self.record.pipelined += 1  # the next command is already here
@@ -373,9 +379,12 @@ class _FaultSMTP(SMTP):
     async def challenge_auth(
         self, challenge: str | bytes, encode_to_b64: bool = True, log_client_response: bool = False
     ) -> Any:
-        answer = await super().challenge_auth(challenge, encode_to_b64, False)
-        self._note("C", "****")
-        return answer
+        # The answer is read through ``readuntil`` above, which masks it while this is set.
+        self._auth_answer = True
+        try:
+            return await super().challenge_auth(challenge, encode_to_b64, False)
+        finally:
+            self._auth_answer = False
 
     def _check_login(
         self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
