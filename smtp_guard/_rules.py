@@ -578,6 +578,8 @@ STRONG_WORDS: tuple[WordRule, ...] = (
             "{mailbox|recipient|user|account|destination} [is] [currently|temporarily] busy",
             "{mailbox|folder|user} [is] [currently|temporarily] {locked|in use}",
             "mailbox [is] temporarily {unavailable|disabled|blocked}",
+            "{mailbox|recipient|user|destination} [is] [currently|temporarily] unavailable",
+            "{mailbox|recipient|user|destination} [is] [currently|temporarily] not available",
             "waiting for [a] lock",
             "lock timeout",
             # Exchange's store driver: one recipient's deliveries are throttled so that the

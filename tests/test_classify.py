@@ -261,6 +261,8 @@ def test_rules(code: int, text: str, phase: str | None, category: Category) -> N
         (450, "4.2.0 Mailbox busy", "rcpt", Category.MAILBOX_BUSY),
         (450, "4.2.1 Mailbox busy, try again later", "rcpt", Category.MAILBOX_BUSY),
         (450, "4.2.1 Mailbox temporarily unavailable", "rcpt", Category.MAILBOX_BUSY),
+        (451, "Recipient temporarily unavailable, try again later", "rcpt", Category.MAILBOX_BUSY),
+        (550, "Recipient temporarily unavailable", "rcpt", Category.MAILBOX_UNAVAILABLE),
         (451, "4.2.0 Mailbox is locked by another process", "rcpt", Category.MAILBOX_BUSY),
         (451, "4.3.0 Timeout while waiting for lock", None, Category.MAILBOX_BUSY),
         (
