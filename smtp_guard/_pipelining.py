@@ -48,7 +48,7 @@ from aiosmtplib import SMTPResponse
 from aiosmtplib.protocol import normalize_message_line_endings
 
 from smtp_guard._enums import Phase
-from smtp_guard.client._connect import Connection
+from smtp_guard.client._connect import Connection, unsent_bytes
 from smtp_guard.client._deadline import bound
 from smtp_guard.client._mapping import reply_error
 from smtp_guard.client._transaction import Prepared, TransactionResult, prepare_message
@@ -195,6 +195,8 @@ class _Channel(asyncio.Protocol):
         self.closed_by_peer = False
         self.poisoned = False  # out of step with the server: close when the last user leaves
         self.users = 0
+        self.written = 0  # bytes written to the transport so far
+        self._handed_at_abort: int | None = None
         self._paused = False
         self._drained: asyncio.Future[None] | None = None
 
@@ -251,10 +253,25 @@ class _Channel(asyncio.Protocol):
         if self.closed_by_peer or self.poisoned or self.transport.is_closing():
             raise ServerDisconnected("the server closed the connection")
         self.transport.write(data)
+        self.written += len(data)
         expect = _Expect(replies)
         if replies:
             self.pending.append(expect)
         return expect
+
+    def handed(self) -> int | None:
+        """How many of the bytes written went to the kernel (None: unknown, assume all)."""
+        if self._handed_at_abort is not None:
+            return self._handed_at_abort
+        unsent = unsent_bytes(self.transport)
+        return None if unsent is None else self.written - unsent
+
+    def abort(self) -> None:
+        """Close at once, discarding what is still buffered (``close()`` would send it)."""
+        if self._handed_at_abort is None:
+            self._handed_at_abort = self.handed()
+        if not self.transport.is_closing():
+            self.transport.abort()
 
     async def drain(self, timeout: float | None) -> None:
         """Wait until the transport takes more (bounded by ``timeout`` and the deadline)."""
@@ -310,7 +327,9 @@ def _detach(channel: _Channel, *, close: bool) -> None:
     smtp = channel.smtp
     if close:
         channel.poisoned = True
-        channel.transport.close()  # other attached transactions see the loss and fail cleanly
+        # Other attached transactions see the loss and fail cleanly. Abort, never close():
+        # close() still flushes the buffer, final "." included, after we gave up on it.
+        channel.abort()
     if channel.users > 0:
         return
     _CHANNELS.pop(smtp, None)
@@ -321,7 +340,8 @@ def _detach(channel: _Channel, *, close: bool) -> None:
         return
     channel.transport.set_protocol(channel.protocol)
     if channel.poisoned or channel.closed_by_peer or channel.pending or channel.parser.pending:
-        smtp.close()  # the transport's connection_lost now reaches aiosmtplib's protocol
+        channel.abort()  # its connection_lost now reaches aiosmtplib's protocol
+        smtp.close()
 
 
 @dataclass(frozen=True)
@@ -625,20 +645,22 @@ async def _content(
     ``sent`` is called once the content is written, before its reply is awaited: the
     connection may then carry the next transaction's commands (RFC 2920 3.1).
     """
+    channel = tx.channel
     tx.write(env.payload)
+    end = channel.written  # the final ".\r\n" is the 3 bytes before this offset
     if sent is not None:
         sent()
     try:
-        await tx.channel.drain(tx.timeout)
-    except SMTPTimeout:
-        # The end of the message, final "." included, is still in our buffer: the server has
-        # not got it, so nothing was delivered (safe to retry on a new connection).
+        await channel.drain(tx.timeout)
+    except SMTPTimeout as exc:
         tx.close = True
-        raise
+        raise _timed_out(channel, end, exc, tx.accepted) from None
     try:
         final = await tx.next_reply()
     except (ReadTimeout, ProtocolError) as exc:
         tx.close = True
+        if isinstance(exc, ReadTimeout) and _dot_unsent(channel, end):
+            raise _timed_out(channel, end, exc, tx.accepted) from None
         # As the step-by-step client: the reason picks the aiosmtplib class it also is.
         raise DeliveryUncertain(
             f"no readable reply to the final '.' ({exc.message}): "
@@ -665,6 +687,33 @@ async def _content(
         f"unexpected reply to the final '.': {final.code}; the message may have been delivered",
         recipients=tx.accepted,
         reason="bad_reply",
+    )
+
+
+def _dot_unsent(channel: _Channel, end: int) -> bool:
+    """Abort the connection, discarding its buffer; True if no byte of the final ".\r\n"
+    (ending at offset ``end`` of what was written) had reached the kernel, so the server
+    cannot have it. False when it had, or when that is unknown (TLS)."""
+    channel.abort()
+    handed = channel.handed()
+    return handed is not None and handed <= end - 3
+
+
+def _timed_out(
+    channel: _Channel, end: int, exc: SMTPTimeout, accepted: Sequence[str]
+) -> SMTPGuardError:
+    """The error for a timeout while the message was going out (the connection is aborted):
+    retryable if the final "." never left, else :class:`DeliveryUncertain`."""
+    if _dot_unsent(channel, end):
+        return type(exc)(
+            f"{exc.message}; the end of the message was never sent (discarded on abort), "
+            "so nothing was delivered"
+        )
+    return DeliveryUncertain(
+        f"{exc.message}, after (part of) the final '.' was sent: "
+        "the message may have been delivered",
+        recipients=accepted,
+        reason="timeout",
     )
 
 

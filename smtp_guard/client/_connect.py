@@ -41,7 +41,7 @@ from smtp_guard.errors import (
     ServerDisconnected,
 )
 
-__all__ = ["ConnectParams", "Connection", "open_connection"]
+__all__ = ["ConnectParams", "Connection", "abort_transport", "open_connection", "unsent_bytes"]
 
 #: What the client catches from aiosmtplib and the layers below it (everything else is a bug).
 LOWER_ERRORS = (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError, ssl.SSLError)
@@ -215,8 +215,13 @@ class Connection:
             await self.wait_closed()
 
     def abort(self) -> None:
-        """Close the connection at once, without QUIT (:meth:`wait_closed` waits for it)."""
-        self.client.close()
+        """Close the connection at once, without QUIT (:meth:`wait_closed` waits for it).
+
+        What is still in the write buffer is discarded, not flushed: ``transport.close()``
+        would still send it, and a message's final "." sent after we gave up on it would be
+        delivered behind the back of a retry.
+        """
+        abort_transport(self.client)
 
     async def wait_closed(self) -> None:
         """Wait until the socket is released (after :meth:`abort` or a drop)."""
@@ -302,6 +307,30 @@ async def _connect(client: aiosmtplib.SMTP, params: ConnectParams) -> None:
         raise aiosmtplib.SMTPConnectTimeoutError(
             f"Timed out connecting to {params.server}: the call's deadline was reached"
         ) from exc
+
+
+def abort_transport(client: aiosmtplib.SMTP) -> None:
+    """Close ``client`` at once, discarding what it has not handed to the kernel yet."""
+    transport = client.transport
+    if isinstance(transport, asyncio.WriteTransport) and not transport.is_closing():
+        transport.abort()
+    client.close()
+
+
+def unsent_bytes(transport: asyncio.BaseTransport | None) -> int | None:
+    """Bytes written to ``transport`` and not yet handed to the kernel; None when unknown.
+
+    Exact for a plain socket transport. Under TLS the plaintext is encrypted and queued in
+    the socket's transport at once, where the bytes of one write can no longer be told apart:
+    unknown (callers must then assume everything written may have been sent).
+    """
+    if transport is None or transport.get_extra_info("ssl_object") is not None:
+        return None
+    get_size = getattr(transport, "get_write_buffer_size", None)
+    if get_size is None:
+        return None
+    size = get_size()
+    return size if isinstance(size, int) else None
 
 
 #: How long a closed connection may take to release its socket (the TLS close_notify

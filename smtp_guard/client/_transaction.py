@@ -16,6 +16,7 @@ It speaks to aiosmtplib's ``execute_command`` directly, not through ``sendmail``
 
 from __future__ import annotations
 
+import asyncio
 import email.message
 from dataclasses import dataclass, field
 
@@ -24,7 +25,7 @@ from aiosmtplib.email import flatten_message
 from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
 
 from smtp_guard._enums import Phase
-from smtp_guard.client._connect import LOWER_ERRORS, Connection
+from smtp_guard.client._connect import LOWER_ERRORS, Connection, unsent_bytes
 from smtp_guard.client._deadline import bound
 from smtp_guard.client._mapping import map_error, reply_error
 from smtp_guard.client._validate import Envelope
@@ -33,8 +34,12 @@ from smtp_guard.errors import (
     MessageTooLarge,
     ReplyError,
     SMTPGuardError,
+    SMTPTimeout,
     TooManyRecipients,
 )
+
+#: The final ".\r\n" that ends the message content.
+_FINAL_DOT_LENGTH = 3
 
 __all__ = ["Prepared", "TransactionResult", "prepare_message", "run_transaction"]
 
@@ -236,17 +241,28 @@ async def _data(
             raise aiosmtplib.SMTPServerDisconnected("Connection lost")
         protocol.write(prepared.data)
     except LOWER_ERRORS as exc:
-        client.close()
+        conn.abort()
         result.error = map_error(exc, phase=Phase.MESSAGE, sender=envelope.sender)
         return
+    transport = client.transport
     try:
         # No await between write() and read_response(): the reply cannot be missed.
         reply = await protocol.read_response(timeout=bound(client.timeout))
     except LOWER_ERRORS as exc:
-        client.close()  # the reply may still come: never pair it with a later command
-        result.error = map_error(
-            exc, phase=Phase.MESSAGE, sender=envelope.sender, after_final_dot=result.accepted
-        )
+        # The reply may still come: never pair it with a later command. Abort, discarding
+        # what is still buffered: if that holds the final ".", the server never gets it
+        # (close() would still send it, behind the back of a retry).
+        unsent = unsent_bytes(transport) if isinstance(exc, asyncio.TimeoutError) else None
+        conn.abort()
+        if unsent is not None and unsent >= _FINAL_DOT_LENGTH:
+            result.error = SMTPTimeout(
+                "timed out sending the message: the server stopped reading before the final "
+                "'.' went out (discarded on abort), so nothing was delivered"
+            )
+        else:
+            result.error = map_error(
+                exc, phase=Phase.MESSAGE, sender=envelope.sender, after_final_dot=result.accepted
+            )
         return
     if not 200 <= reply.code <= 299:
         if 400 <= reply.code <= 599:
@@ -260,7 +276,7 @@ async def _data(
                 after_final_dot=result.accepted,
             )
         if reply.code == 421 or not isinstance(result.error, ReplyError):
-            client.close()
+            conn.abort()
         return
     result.delivered = result.accepted
     result.response = reply

@@ -1,0 +1,183 @@
+"""Mail safety in the pooled and pipelined paths: never twice, never blamed wrongly.
+
+Real SMTP over loopback sockets: a raw asyncio server (it can stop reading, as a slow content
+scanner does, which the FaultServer cannot) and the project's FaultServer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import pytest
+
+from smtp_guard.client import send
+from smtp_guard.errors import DeliveryUncertain, SMTPTimeout
+from smtp_guard.mailer import Mailer
+from smtp_guard.policy import RetryPolicy, no_wait
+
+#: Bigger than what loopback socket buffers hold, so a reader that stops leaves the end of
+#: the message (its final ".") in the client's own buffer.
+BIG = b"Subject: big\r\n\r\n" + (b"y" * 998 + b"\r\n") * 12_000
+SMALL = b"Subject: small\r\n\r\nhello\r\n"
+
+
+@dataclass
+class StallingServer:
+    """Loopback SMTP server whose first connection stops reading for ``pause`` seconds after
+    354 (and, for a small message, before replying to the final ".")."""
+
+    pause: float
+    port: int = 0
+    connections: int = 0
+    #: number of the connection that stored each complete message (ended by "\r\n.\r\n")
+    stored: list[int] = field(default_factory=list)
+    handlers: set[asyncio.Task[None]] = field(default_factory=set)
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.handlers.add(task)
+        self.connections += 1
+        number = self.connections
+        try:
+            await self._dialogue(number, reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+            self.handlers.discard(task)
+
+    async def _dialogue(
+        self, number: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        writer.write(b"220 stall.test ESMTP\r\n")
+        await writer.drain()
+        while True:
+            line = await reader.readline()
+            if not line:
+                return
+            verb = line[:4].upper()
+            if verb == b"EHLO":
+                writer.write(b"250-stall.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n")
+            elif verb in (b"MAIL", b"RCPT", b"RSET", b"NOOP"):
+                writer.write(b"250 2.0.0 ok\r\n")
+            elif verb == b"QUIT":
+                writer.write(b"221 2.0.0 bye\r\n")
+                await writer.drain()
+                return
+            elif verb == b"DATA":
+                writer.write(b"354 go ahead\r\n")
+                await writer.drain()
+                if number == 1:
+                    await asyncio.sleep(self.pause)  # stops reading: the client's writes back up
+                data = b""
+                while not data.endswith(b"\r\n.\r\n"):
+                    chunk = await reader.read(1 << 20)
+                    if not chunk:
+                        return  # the end of the message never came: nothing is stored
+                    data += chunk
+                self.stored.append(number)  # a real MTA has queued it now
+                if number == 1 and len(data) < 1000:
+                    await asyncio.sleep(self.pause)  # slow to reply to the final "."
+                writer.write(b"250 2.0.0 queued\r\n")
+            else:
+                writer.write(b"502 5.5.2 what\r\n")
+            await writer.drain()
+
+
+@asynccontextmanager
+async def stalling_server(pause: float) -> AsyncIterator[StallingServer]:
+    state = StallingServer(pause)
+    server = await asyncio.start_server(state.handle, "127.0.0.1", 0)
+    state.port = server.sockets[0].getsockname()[1]
+    try:
+        yield state
+    finally:
+        server.close()
+        await server.wait_closed()
+        for task in list(state.handlers):
+            task.cancel()
+        await asyncio.gather(*state.handlers, return_exceptions=True)
+
+
+Sender = Callable[[StallingServer, bytes], Awaitable[object]]
+
+POLICY = RetryPolicy(attempts=3, deadline=30)
+
+
+async def _mailer_send(srv: StallingServer, message: bytes, *, pipelining: bool) -> object:
+    async with Mailer(
+        hostname="127.0.0.1",
+        port=srv.port,
+        timeout=0.3,
+        local_hostname="c.test",
+        pipelining=pipelining,
+        policy=POLICY,
+    ) as mailer:
+        return await mailer.send(message, sender="a@s.test", recipients=["b@r.test"])
+
+
+async def _pipelined(srv: StallingServer, message: bytes) -> object:
+    return await _mailer_send(srv, message, pipelining=True)
+
+
+async def _stepwise(srv: StallingServer, message: bytes) -> object:
+    return await _mailer_send(srv, message, pipelining=False)
+
+
+async def _plain_send(srv: StallingServer, message: bytes) -> object:
+    return await send(
+        message,
+        sender="a@s.test",
+        recipients=["b@r.test"],
+        hostname="127.0.0.1",
+        port=srv.port,
+        timeout=0.3,
+        local_hostname="c.test",
+        policy=POLICY,
+    )
+
+
+SENDERS = pytest.mark.parametrize(
+    "sender", [_pipelined, _stepwise, _plain_send], ids=["mailer-pipelined", "mailer", "send"]
+)
+
+
+async def _settle(srv: StallingServer) -> None:
+    """Let the first connection's handler wake from its pause and read whatever still comes."""
+    for _ in range(200):
+        if srv.connections and all(t.done() for t in srv.handlers):
+            return
+        await asyncio.sleep(0.02)
+
+
+@SENDERS
+async def test_timeout_with_the_final_dot_unsent_is_retried_and_stored_once(
+    sender: Sender,
+) -> None:
+    async with stalling_server(pause=0.6) as srv:
+        with no_wait():
+            result = await sender(srv, BIG)
+        await _settle(srv)
+    # Retried on a second connection; the first connection's buffered end of the message
+    # (its final ".") was discarded, not flushed when the connection was given up.
+    assert srv.stored == [2]
+    assert getattr(result, "delivered", None) == ("b@r.test",)
+    history: tuple[object, ...] = tuple(getattr(result, "history", ()))
+    assert len(history) == 1
+    assert isinstance(history[0], SMTPTimeout)
+    assert "nothing was delivered" in history[0].message
+
+
+@SENDERS
+async def test_no_reply_after_the_final_dot_is_uncertain_and_not_resent(sender: Sender) -> None:
+    async with stalling_server(pause=0.6) as srv:
+        with no_wait(), pytest.raises(DeliveryUncertain) as caught:
+            await sender(srv, SMALL)
+        await _settle(srv)
+    assert srv.stored == [1]
+    assert caught.value.attempts == 1
+    assert caught.value.recipients == ("b@r.test",)
