@@ -168,10 +168,16 @@ async def test_per_fault_seed_overrides_the_server_seed() -> None:
 
 
 async def test_delay_makes_a_short_client_timeout_fire() -> None:
-    async with FaultServer("mail=delay=0.2s x1") as srv:
-        with pytest.raises(aiosmtplib.SMTPReadTimeoutError):
-            await send(srv, "bob@example.test", timeout=0.05)
-        await send(srv, "bob@example.test", timeout=5)  # only the first MAIL was slow
+    # Only MAIL stalls, far longer than its short timeout; connecting and EHLO have a generous
+    # one, so a slow machine cannot make an earlier phase time out (another error class). The
+    # stall is by sender, not "x1": the client may give up before the server read its MAIL.
+    async with FaultServer("mail:slow@*=delay=60s") as srv:
+        smtp = client(srv, timeout=30)
+        async with smtp:
+            await smtp.ehlo()
+            with pytest.raises(aiosmtplib.SMTPReadTimeoutError):
+                await smtp.mail("slow@sender.test", timeout=0.05)
+        await send(srv, "bob@example.test", timeout=30)  # another sender is not slowed down
     assert srv.deliveries_to("bob@example.test") == 1
 
 
@@ -194,8 +200,19 @@ async def test_garbage_reply() -> None:
 
 async def test_reply_without_crlf_leaves_the_client_waiting() -> None:
     async with FaultServer("mail=no-crlf") as srv:
-        with pytest.raises(aiosmtplib.SMTPReadTimeoutError):
-            await send(srv, "bob@example.test", timeout=0.1)
+        reader, writer = await asyncio.open_connection(srv.host, srv.port)
+        try:
+            await read_reply(reader)
+            writer.write(b"EHLO c.test\r\n")
+            await read_reply(reader)
+            writer.write(b"MAIL FROM:<a@x.test>\r\n")
+            # The reply's bytes arrive (waited for generously), but the line never ends.
+            assert await asyncio.wait_for(reader.readexactly(6), 30) == b"250 OK"
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(reader.readline(), 0.1)
+        finally:
+            writer.close()
+            await writer.wait_closed()
     assert "S: 250 OK (no CRLF)" in srv.transcript
 
 
@@ -241,7 +258,7 @@ async def test_raw_bytes_exactly_as_given() -> None:
 async def read_reply(reader: asyncio.StreamReader) -> str:
     lines = []
     while True:
-        line = (await asyncio.wait_for(reader.readline(), 5)).decode()
+        line = (await asyncio.wait_for(reader.readline(), 30)).decode()
         lines.append(line.rstrip("\r\n"))
         if line[3:4] != "-":
             return "\n".join(lines)
