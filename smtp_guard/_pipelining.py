@@ -51,7 +51,12 @@ from smtp_guard._enums import Phase
 from smtp_guard.client._connect import Connection, unsent_bytes
 from smtp_guard.client._deadline import bound
 from smtp_guard.client._mapping import reply_error
-from smtp_guard.client._transaction import Prepared, TransactionResult, prepare_message
+from smtp_guard.client._transaction import (
+    Prepared,
+    TransactionResult,
+    prepare_message,
+    too_many_recipients,
+)
 from smtp_guard.client._transaction import run_transaction as run_stepwise
 from smtp_guard.client._validate import Envelope
 from smtp_guard.errors import (
@@ -720,13 +725,6 @@ def _timed_out(
 # --------------------------------------------------------------------------- client adapter
 
 
-def _too_many(error: ReplyError) -> bool:
-    """452/552 "too many recipients" (RFC 5321 4.5.3.1.10; X.5.3 in RFC 3463)."""
-    return error.code in (452, 552) and (
-        error.category.value == "too_many_recipients" or (error.enhanced or "").endswith(".5.3")
-    )
-
-
 async def pipelined_transaction(
     conn: Connection,
     envelope: Envelope,
@@ -777,15 +775,17 @@ async def pipelined_transaction(
     if tx is not None:
         result.accepted = tuple(tx.accepted)
         result.refused = dict(tx.refused)
-        answered = set(tx.accepted) | set(tx.refused)
+        if result.accepted:
+            # As in the step-by-step transaction: "too many recipients" once one was accepted
+            # is no refusal; those go in a further transaction (or the next attempt), whether
+            # or not this one then went through.
+            for rcpt in [r for r, e in result.refused.items() if too_many_recipients(e)]:
+                del result.refused[rcpt]
+        answered = set(result.accepted) | set(result.refused)
         result.not_attempted = tuple(r for r in rcpts if r not in answered)
     else:
         result.not_attempted = rcpts
     if result.error is None and result.response is not None:
         result.delivered = result.accepted
         conn.transactions += 1
-        too_many = [r for r, e in result.refused.items() if _too_many(e)]
-        for rcpt in too_many:
-            del result.refused[rcpt]
-        result.not_attempted += tuple(too_many)
     return result

@@ -17,6 +17,7 @@ from smtp_guard.client import send
 from smtp_guard.errors import DeliveryUncertain, SMTPTimeout
 from smtp_guard.mailer import Mailer
 from smtp_guard.policy import RetryPolicy, no_wait
+from smtp_guard.testing import FaultServer
 
 #: Bigger than what loopback socket buffers hold, so a reader that stops leaves the end of
 #: the message (its final ".") in the client's own buffer.
@@ -181,3 +182,37 @@ async def test_no_reply_after_the_final_dot_is_uncertain_and_not_resent(sender: 
     assert srv.stored == [1]
     assert caught.value.attempts == 1
     assert caught.value.recipients == ("b@r.test",)
+
+
+# --------------------------------------------------------------------- too many recipients
+
+TOO_MANY_REPLIES = [
+    "452 4.5.3 Too many recipients",
+    "552 5.5.3 Too many recipients",
+    "451 4.5.3 Too many recipients",
+    "550 5.5.3 Too many recipients",
+]
+
+
+async def _too_many_outcome(reply: str, *, pipelining: bool) -> tuple[object, ...]:
+    recipients = ["b@r.test", "c@r.test", "d@r.test"]
+    async with FaultServer(f"maxrcpt=1 {reply}") as srv:
+        async with Mailer(
+            hostname=srv.host, port=srv.port, local_hostname="c.test", pipelining=pipelining
+        ) as mailer:
+            with no_wait():
+                result = await mailer.send(SMALL, sender="a@s.test", recipients=recipients)
+        counts = tuple(srv.deliveries_to(r) for r in recipients)
+        transactions = len(srv.messages)
+        batched = sum(c.pipelined for c in srv.connections)
+    assert (batched > 0) == pipelining  # the path under test is the one taken
+    return result.delivered, dict(result.refused), result.attempts, counts, transactions
+
+
+@pytest.mark.parametrize("reply", TOO_MANY_REPLIES)
+async def test_too_many_recipients_alike_pipelined_or_not(reply: str) -> None:
+    pipelined = await _too_many_outcome(reply, pipelining=True)
+    stepwise = await _too_many_outcome(reply, pipelining=False)
+    # Everyone gets it exactly once, in three transactions of the one attempt, both ways.
+    assert pipelined == stepwise
+    assert pipelined == (("b@r.test", "c@r.test", "d@r.test"), {}, 1, (1, 1, 1), 3)

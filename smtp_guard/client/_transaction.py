@@ -41,7 +41,13 @@ from smtp_guard.errors import (
 #: The final ".\r\n" that ends the message content.
 _FINAL_DOT_LENGTH = 3
 
-__all__ = ["Prepared", "TransactionResult", "prepare_message", "run_transaction"]
+__all__ = [
+    "Prepared",
+    "TransactionResult",
+    "prepare_message",
+    "run_transaction",
+    "too_many_recipients",
+]
 
 _NOT_SUPPORTED_HINT = (
     "The server does not offer SMTPUTF8, needed for a non-ASCII address; use ASCII addresses "
@@ -208,7 +214,7 @@ async def _rcpts(
             result.error = error
             result.accepted, result.not_attempted = tuple(accepted), rcpts[index:]
             return False
-        if accepted and _too_many(error):
+        if accepted and too_many_recipients(error):
             result.not_attempted = rcpts[index:]
             break
         result.refused[rcpt] = error
@@ -283,8 +289,13 @@ async def _data(
     conn.transactions += 1
 
 
-def _too_many(error: ReplyError) -> bool:
-    """452/552 "too many recipients" (RFC 5321 4.5.3.1.10; X.5.3 in RFC 3463)."""
+def too_many_recipients(error: ReplyError) -> bool:
+    """ "Too many recipients" (RFC 5321 4.5.3.1.10; X.5.3 in RFC 3463): after a recipient was
+    accepted, not a refusal of this one, which goes in a further transaction.
+
+    The one test of both transactions (step by step and pipelined): whatever the classifier
+    calls :class:`TooManyRecipients` (452/451 4.5.3, 552/550 5.5.3...), or a 452/552 with X.5.3.
+    """
     return isinstance(error, TooManyRecipients) or (
         error.code in (452, 552) and (error.enhanced or "").endswith(".5.3")
     )
