@@ -31,7 +31,8 @@ def client(srv: FaultServer, timeout: float = 5) -> aiosmtplib.SMTP:
 
 
 async def test_greylisting_defers_a_new_triplet_until_the_period_passed() -> None:
-    async with FaultServer("greylist=300s") as srv:
+    # A clock that stands still: the waits announced are exact however slow the machine is.
+    async with FaultServer("greylist=300s", clock=lambda: 1000.0) as srv:
         with pytest.raises(aiosmtplib.SMTPRecipientsRefused) as first:
             await send(srv, "bob@example.test")
         [refusal] = first.value.recipients
@@ -59,6 +60,29 @@ async def test_greylisting_with_zero_period_defers_only_the_first_attempt() -> N
     assert srv.deliveries_to("bob@example.test") == 1
 
 
+async def test_a_wait_of_one_second_is_said_in_the_singular() -> None:
+    async with FaultServer(greylist=1, rate_limit=RateLimit(1, 1), clock=lambda: 0.0) as srv:
+        with pytest.raises(aiosmtplib.SMTPRecipientsRefused) as grey:
+            await send(srv, "bob@example.test")
+        srv.advance_clock(1)
+        await send(srv, "bob@example.test")
+        with pytest.raises(aiosmtplib.SMTPSenderRefused) as limited:
+            await send(srv, "bob@example.test")
+        srv.advance_clock(0.5)
+        with pytest.raises(aiosmtplib.SMTPSenderRefused) as half:
+            await send(srv, "bob@example.test")
+    texts = [grey.value.recipients[0].message, limited.value.message, half.value.message]
+    for text in texts:
+        assert text.endswith("try again in 1 second"), text
+        assert parse_reply(f"451 {text}").retry_after == 1.0  # the classifier reads it
+    big = RateLimit(1, 60, "421 4.7.0 Wait {retry} seconds, or {retry}s")
+    async with FaultServer(rate_limit=big, clock=lambda: 0.0) as srv:
+        await send(srv, "bob@example.test")
+        with pytest.raises(aiosmtplib.SMTPSenderRefused) as plural:
+            await send(srv, "bob@example.test")
+    assert plural.value.message == "4.7.0 Wait 60 seconds, or 60s"
+
+
 async def test_greylisting_per_recipient_pattern() -> None:
     async with FaultServer("rcpt:*@grey.test=greylist=1h") as srv:
         refused = await send(srv, "a@grey.test", "b@white.test")
@@ -67,11 +91,28 @@ async def test_greylisting_per_recipient_pattern() -> None:
     assert srv.deliveries_to("b@white.test") == 1
 
 
+async def test_the_servers_clock_is_the_given_one_plus_what_was_advanced() -> None:
+    ticks = [50.0]
+    async with FaultServer("greylist=300s", clock=lambda: ticks[0]) as srv:
+        with pytest.raises(aiosmtplib.SMTPRecipientsRefused):
+            await send(srv, "bob@example.test")
+        ticks[0] += 200.5  # the clock itself moved on...
+        srv.advance_clock(50)  # ...and the test moved it further
+        assert srv.now() == 300.5
+        with pytest.raises(aiosmtplib.SMTPRecipientsRefused) as early:
+            await send(srv, "bob@example.test")
+        again = early.value.recipients[0]
+        assert parse_reply(f"{again.code} {again.message}").retry_after == 50.0  # ceil(49.5)
+        ticks[0] += 49.5
+        await send(srv, "bob@example.test")
+    assert srv.deliveries_to("bob@example.test") == 1
+
+
 # --------------------------------------------------------------------------- limits
 
 
 async def test_rate_limit_after_n_messages_per_window() -> None:
-    async with FaultServer("ratelimit=2/60s") as srv:
+    async with FaultServer("ratelimit=2/60s", clock=lambda: 0.0) as srv:
         await send(srv, "bob@example.test")
         await send(srv, "bob@example.test")
         with pytest.raises(aiosmtplib.SMTPSenderRefused) as caught:

@@ -105,7 +105,10 @@ Examples::
     auth=alice:s3cret
 
 In reply texts, ``{rcpt}`` and ``{sender}`` are replaced with the address concerned (at
-``data`` and ``message``: every accepted recipient, comma-separated).
+``data`` and ``message``: every accepted recipient, comma-separated). In a ``ratelimit``
+reply, ``{retry}`` is the number of seconds until the window lets a message in again
+(``{retry} seconds`` reads ``1 second`` when it is one), as in the default
+``450 4.2.1 Too many messages, slow down; try again in {retry} seconds``.
 A description the parser cannot read raises :class:`FaultSpecError` (a ``ValueError``)
 that names the bad part.
 """

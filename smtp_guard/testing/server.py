@@ -115,6 +115,11 @@ def _positive(reply: bytes | None) -> bool:
     return reply is not None and reply.startswith(b"2")
 
 
+def _seconds(count: int) -> str:
+    """``"1 second"``, ``"2 seconds"``: the wait as the server announces it."""
+    return f"{count} second{'' if count == 1 else 's'}"
+
+
 def _escape(text: str) -> str:
     """Control characters as ``\\xNN``, so a transcript line prints as one clean line."""
     return re.sub(r"[\x00-\x1f\x7f]", lambda m: f"\\x{ord(m[0]):02x}", text)
@@ -566,7 +571,9 @@ class FaultServer:
     :attr:`connections` / :attr:`connection_count`, :attr:`transcript` (``"C: ..."`` /
     ``"S: ..."`` lines, AUTH payloads masked) and :attr:`fault_hits`. Time-based behaviour
     (greylisting, rate-limit windows) follows :meth:`now`, which :meth:`advance_clock` moves
-    on without sleeping.
+    on without sleeping; ``clock`` (default :func:`time.monotonic`) is where it starts from:
+    pass one that stands still (``clock=lambda: 0.0``) and only :meth:`advance_clock` moves
+    it, so the waits the server announces do not depend on how fast the machine is.
     """
 
     def __init__(
@@ -588,6 +595,7 @@ class FaultServer:
         seed: int | None = None,
         idle_timeout: float = 300.0,
         allow_remote: bool = False,
+        clock: Callable[[], float] = time.monotonic,
         on_transaction: Callable[[Transaction], None] | None = None,
         on_disconnect: Callable[[ConnectionRecord], None] | None = None,
     ) -> None:
@@ -620,6 +628,7 @@ class FaultServer:
         self.port = port
         self.hostname = hostname
         self.idle_timeout = idle_timeout
+        self._clock = clock
         #: Called (on the server's loop) with each transaction when it ends.
         self.on_transaction = on_transaction
         #: Called (on the server's loop) with each connection's record when it closes.
@@ -799,8 +808,8 @@ class FaultServer:
     # -- decisions -----------------------------------------------------------------------
 
     def now(self) -> float:
-        """The server's clock (monotonic seconds), moved on by :meth:`advance_clock`."""
-        return time.monotonic() + self._clock_offset
+        """The server's clock (``clock()`` seconds), moved on by :meth:`advance_clock`."""
+        return self._clock() + self._clock_offset
 
     def advance_clock(self, seconds: float) -> None:
         """Pretend ``seconds`` passed: greylisting periods and rate-limit windows move on."""
@@ -831,7 +840,7 @@ class FaultServer:
         wait = max(1, math.ceil(first + period - now))
         return (
             f"451 4.7.1 <{rcpt}>: Recipient address rejected: Greylisted, "
-            f"try again in {wait} seconds"
+            f"try again in {_seconds(wait)}"
         )
 
     def _too_many_connections(self) -> bool:
@@ -849,7 +858,9 @@ class FaultServer:
         if len(self._deliveries) < limit.messages:
             return None
         retry = max(1, math.ceil(self._deliveries[0] + limit.window - now))
-        return limit.reply.replace("{retry}", str(retry))
+        # "{retry} seconds" is said properly ("1 second"); a bare "{retry}" is the number.
+        reply = limit.reply.replace("{retry} seconds", _seconds(retry))
+        return reply.replace("{retry}", str(retry))
 
     def _delivered(self) -> None:
         self._deliveries.append(self.now())
