@@ -568,6 +568,7 @@ STRONG_WORDS: tuple[WordRule, ...] = (
             "too many errors",
             "too much {email|mail}",
             "too many emails",
+            "to many {mails|messages|emails|connections}",  # a common misspelling of "too"
             "short period of time",
         ),
     ),

@@ -296,6 +296,8 @@ def test_rules(code: int, text: str, phase: str | None, category: Category) -> N
             Category.MAILBOX_FULL,
         ),
         (550, "5.4.5 Daily user sending quota exceeded.", None, Category.RATE_LIMITED),
+        # "to many" for "too many" is a frequent misspelling in real replies.
+        (450, "4.2.1 You sent to many mails in the last 10 minutes", "mail", Category.RATE_LIMITED),
     ],
 )
 def test_mailbox_states(code: int, text: str, phase: str | None, category: Category) -> None:
