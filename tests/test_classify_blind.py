@@ -13,9 +13,9 @@ from pathlib import Path
 from smtp_guard import Category, Phase, classify
 
 BLIND = Path(__file__).parent / "data" / "replies_blind.tsv"
-#: The figure when the set was first scored (208/250 = 83.2%), as a regression floor.
+#: A regression floor: first scored 208/250 = 83.2%, now 210/250 = 84.0%.
 #: The issue's aim is 95% on unseen replies: see the closing notes for where this stands.
-FLOOR = 0.83
+FLOOR = 0.84
 
 
 def _unescape(text: str) -> str:
