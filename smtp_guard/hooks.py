@@ -27,7 +27,10 @@ fields named ``smtp_*`` (see :data:`LOG_FIELDS`): INFO per attempt outcome, WARN
 stdlib logger. Prometheus metrics: :class:`smtp_guard.contrib.prometheus.PrometheusHook`.
 
 A hook that raises is logged (``smtp_guard.hooks`` logger) and otherwise ignored: instrumentation
-never changes whether or how mail is sent.
+never changes whether or how mail is sent. For the same reason an ``async`` hook gets
+:data:`HOOK_TIMEOUT` seconds per event: one still running then is cancelled, logged (WARNING)
+and left to end on its own, while the send goes on. A plain function cannot be interrupted;
+it blocks the event loop while it runs, so keep it quick (or make it ``async``).
 
 Call sites (for the sending code; every call is cheap when nobody listens)::
 
@@ -47,16 +50,15 @@ Call sites (for the sending code; every call is cheap when nobody listens)::
         attempts=n, delivered=all_accepted, refused={rcpt: final_error}, error=raised_or_None
     )
 
-This module imports neither asyncio nor aiosmtplib.
+This module does not import aiosmtplib; it uses asyncio only to bound ``async`` hooks.
 """
 
 from __future__ import annotations
 
-import enum
+import asyncio
 import inspect
 import logging
 import re
-import sys
 import threading
 import time
 from collections.abc import Awaitable, Iterable, Iterator, Mapping
@@ -66,18 +68,8 @@ from email.message import Message
 from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
 
+from smtp_guard._enums import StrEnum
 from smtp_guard.errors import DeliveryUncertain, ReplyError, SMTPGuardError
-
-if sys.version_info >= (3, 11):  # pragma: no cover - depends on the interpreter
-    from enum import StrEnum
-else:  # pragma: no cover - depends on the interpreter
-
-    class StrEnum(str, enum.Enum):
-        """Backport of :class:`enum.StrEnum` for Python 3.10."""
-
-        def __str__(self) -> str:
-            return str(self.value)
-
 
 __all__ = [
     "AttemptDetails",
@@ -93,6 +85,10 @@ __all__ = [
     "remove_hook",
     "using_hooks",
 ]
+
+#: Seconds an ``async`` hook may run per event before it is cancelled and ignored (read at
+#: each call: assign ``smtp_guard.hooks.HOOK_TIMEOUT`` to change it).
+HOOK_TIMEOUT: float = 2.0
 
 logger = logging.getLogger("smtp_guard")
 # A library's loggers stay silent until the application configures logging (no "last resort"
@@ -254,9 +250,43 @@ async def _dispatch(details: HookDetails, extra_hooks: Iterable[Hook] = ()) -> N
         try:
             returned = hook(details)
             if inspect.isawaitable(returned):
-                await returned
+                await _bounded(hook, returned, details)
         except Exception:
             _hook_logger.exception("smtp_guard hook %r failed on a %s event", hook, details.kind)
+
+
+#: Hooks cancelled on timeout, referenced until they end (the loop keeps only weak ones).
+_overdue: set[asyncio.Future[Any]] = set()
+
+
+async def _bounded(hook: Hook, awaitable: Awaitable[Any], details: HookDetails) -> None:
+    """Await ``awaitable`` for at most HOOK_TIMEOUT seconds; past that, cancel and log it."""
+    limit = HOOK_TIMEOUT
+    task = asyncio.ensure_future(awaitable)
+    try:
+        await asyncio.wait({task}, timeout=limit)
+    except asyncio.CancelledError:  # the send itself was cancelled: so is its hook
+        task.cancel()
+        raise
+    if task.done():
+        task.result()  # its exception, if any, is logged by the caller
+        return
+    # Not awaited after cancel(): a hook that ignores cancellation must not stall us either.
+    task.cancel()
+    _overdue.add(task)
+    task.add_done_callback(_forget)
+    _hook_logger.warning(
+        "smtp_guard hook %r did not finish within %gs (%s event); cancelled and ignored",
+        hook,
+        limit,
+        details.kind,
+    )
+
+
+def _forget(task: asyncio.Future[Any]) -> None:
+    _overdue.discard(task)
+    if not task.cancelled() and task.exception() is not None:  # ended with an error anyway
+        _hook_logger.error("smtp_guard hook failed after its timeout", exc_info=task.exception())
 
 
 class SendTracker:

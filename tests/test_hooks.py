@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterator
 from email.message import EmailMessage
@@ -152,6 +153,62 @@ async def test_a_failing_hook_is_logged_and_does_not_stop_the_others(
     assert len(failures) == 1
     assert failures[0].exc_info is not None
     assert "hook bug" in str(failures[0].exc_info[1])
+
+
+async def test_a_stuck_async_hook_is_cancelled_logged_and_the_others_still_run(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(hooks, "HOOK_TIMEOUT", 0.05)
+    cancelled = asyncio.Event()
+    calls: list[str] = []
+
+    async def stuck(details: HookDetails) -> None:
+        try:
+            await asyncio.Event().wait()  # never set: this hook never returns
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    async def fine(details: HookDetails) -> None:
+        calls.append(details.kind)
+
+    track = hooks.SendTracker(recipients=["b@x.test"], hooks=[stuck, fine])
+    with caplog.at_level(logging.WARNING, "smtp_guard.hooks"):
+        # Bounded only so that a regression fails here instead of hanging the suite.
+        await asyncio.wait_for(track.attempt(1), 30)
+        await asyncio.wait_for(track.result(attempts=1), 30)
+        await asyncio.wait_for(cancelled.wait(), 30)
+    assert calls == ["attempt", "result"]
+    overdue = [r for r in caplog.records if r.name == "smtp_guard.hooks"]
+    assert [r.levelno for r in overdue] == [logging.WARNING, logging.WARNING]
+    assert "did not finish within 0.05s (attempt event)" in overdue[0].getMessage()
+    await asyncio.sleep(0)  # the cancelled hook's task ends and is let go
+    assert hooks._overdue == set()
+
+
+async def test_a_hook_that_fails_after_its_timeout_is_still_logged(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(hooks, "HOOK_TIMEOUT", 0.01)
+    release = asyncio.Event()
+    ended = asyncio.Event()
+
+    async def late(details: HookDetails) -> None:
+        try:
+            await release.wait()
+        except asyncio.CancelledError:
+            ended.set()
+            raise RuntimeError("late hook bug") from None
+
+    with caplog.at_level(logging.WARNING, "smtp_guard.hooks"):
+        await asyncio.wait_for(hooks.SendTracker(hooks=[late]).attempt(1), 30)
+        await asyncio.wait_for(ended.wait(), 30)
+        await asyncio.sleep(0)
+    errors_logged = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors_logged) == 1
+    assert errors_logged[0].exc_info is not None
+    assert "late hook bug" in str(errors_logged[0].exc_info[1])
+    assert hooks._overdue == set()
 
 
 def test_registry_add_remove_and_type_check() -> None:
@@ -333,6 +390,35 @@ async def test_a_real_send_reports_attempts_retries_and_result(
     logged = [r for r in caplog.records if r.name == "smtp_guard"]
     assert [r.levelname for r in logged] == ["INFO", "WARNING", "INFO", "WARNING"]
     assert all("body text" not in r.getMessage() for r in logged)
+
+
+@pytest.mark.usefixtures("_no_real_sleep")
+async def test_a_hook_that_never_returns_does_not_hold_up_a_real_send(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(hooks, "HOOK_TIMEOUT", 0.05)
+    events: list[str] = []
+
+    async def never_returns(details: HookDetails) -> None:
+        events.append(details.kind)
+        await asyncio.Event().wait()
+
+    async with FaultServer("rcpt:*@grey.test=451 4.7.1 Greylisted x1") as server:
+        with hooks.using_hooks(never_returns):
+            result = await asyncio.wait_for(
+                send(
+                    RAW,
+                    sender="a@x.test",
+                    recipients=["ok@x.test", "later@grey.test"],
+                    hostname=server.host,
+                    port=server.port,
+                    policy=RetryPolicy(attempts=2),
+                ),
+                30,  # only so that a regression fails instead of hanging
+            )
+    assert result.delivered == ("ok@x.test", "later@grey.test")
+    assert events == ["attempt", "retry", "attempt", "result"]
+    assert server.deliveries_to("later@grey.test") == 1
 
 
 @pytest.mark.usefixtures("_no_real_sleep")
