@@ -338,6 +338,67 @@ async def test_auth_continuation_lines_are_masked() -> None:
     assert [c.user for c in srv.connections] == ["alice", "alice"]
 
 
+def xoauth2(user: str, token: str) -> bytes:
+    return base64.b64encode(f"user={user}\x01auth=Bearer {token}\x01\x01".encode())
+
+
+async def test_xoauth2_accepts_the_users_password_as_token_and_masks_it() -> None:
+    async with FaultServer(credentials={"alice": "ya29.tok-123"}, xoauth2=True) as srv:
+        client = aiosmtplib.SMTP(hostname=srv.host, port=srv.port, start_tls=False, timeout=5)
+        async with client:
+            await client.ehlo()
+            assert "xoauth2" in client.server_auth_methods
+            with pytest.raises(aiosmtplib.SMTPAuthenticationError) as caught:
+                await client.auth_xoauth2("alice", "ya29.expired")  # 334 JSON, "", then 535
+            assert (caught.value.code, caught.value.message[:5]) == (535, "5.7.8")
+            await client.auth_xoauth2("alice", "ya29.tok-123")
+            await client.sendmail(SENDER, ["bob@example.test"], "Subject: s\r\n\r\nhi\r\n")
+        # the token after an empty challenge, on a line of its own
+        continued = await dialogue(
+            srv, b"EHLO c.test", b"AUTH XOAUTH2", xoauth2("alice", "ya29.tok-123")
+        )
+    assert [r[:3] for r in continued] == ["250", "334", "235"]
+    assert srv.messages[0].user == "alice"
+    first, second = (c.transcript for c in srv.connections)
+    assert [line for line in first if "XOAUTH2" in line or line == "C: ****"] == [
+        "S: 250-AUTH LOGIN PLAIN XOAUTH2",
+        "C: AUTH XOAUTH2 ****",
+        "C: ****",  # the empty answer to the error challenge: masked all the same
+        "C: AUTH XOAUTH2 ****",
+    ]
+    assert second[second.index("C: AUTH XOAUTH2") :][:3] == [
+        "C: AUTH XOAUTH2",
+        "S: 334 ",
+        "C: ****",
+    ]
+    text = "\n".join(srv.transcript)
+    for secret in ("ya29", xoauth2("alice", "ya29.tok-123").decode()[:40],
+                   xoauth2("alice", "ya29.expired").decode()[:40]):  # fmt: skip
+        assert secret not in text
+
+
+async def test_xoauth2_is_off_unless_asked_for() -> None:
+    async with FaultServer(credentials={"alice": "tok"}) as srv:
+        client = aiosmtplib.SMTP(hostname=srv.host, port=srv.port, start_tls=False, timeout=5)
+        async with client:
+            await client.ehlo()
+            assert "xoauth2" not in client.server_auth_methods
+            reply = await client.execute_command(b"AUTH", b"XOAUTH2", xoauth2("alice", "tok"))
+    assert reply.code == 504
+    assert srv.connections[0].user is None
+
+
+@pytest.mark.parametrize(
+    ("answer", "code"),
+    [(b"bm90IHhvYXV0aA==", "501"), (b"!!", "501"), (b"*", "501")],
+)
+async def test_xoauth2_malformed_answers_are_refused(answer: bytes, code: str) -> None:
+    async with FaultServer("auth=alice:tok", "xoauth2=on") as srv:
+        replies = await dialogue(srv, b"EHLO c.test", b"AUTH XOAUTH2", answer)
+    assert [r[:3] for r in replies] == ["250", "334", code]
+    assert srv.connections[0].user is None
+
+
 async def test_auth_is_not_offered_without_credentials() -> None:
     async with FaultServer() as srv:
         client = aiosmtplib.SMTP(hostname=srv.host, port=srv.port, start_tls=False, timeout=5)

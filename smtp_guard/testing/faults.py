@@ -78,6 +78,9 @@ A reply whose text really ends with a word that looks like a modifier goes in do
                              LOGIN, refuses others with 535 5.7.8 and mail without login with
                              530 5.7.0
     auth-tls=required        offer AUTH only on an encrypted connection (default: optional)
+    xoauth2=on|off           also offer AUTH XOAUTH2, where each user's password is the bearer
+                             token it accepts; a wrong one gets the error challenge (334 and
+                             base64 JSON), then 535 5.7.8; default off
     starttls=on|off|required offer STARTTLS with a certificate made at start (``required``:
                              530 for mail before STARTTLS); default off
     tls=implicit             TLS from the first byte (port-465 style)
@@ -86,8 +89,8 @@ A reply whose text really ends with a word that looks like a modifier goes in do
 
 Each setting is also a :class:`~smtp_guard.testing.FaultServer` keyword (``size_limit``,
 ``max_recipients``, ``max_connections``, ``rate_limit=RateLimit(10, 60)``, ``greylist``,
-``credentials={...}``, ``auth_requires_tls``, ``starttls``, ``implicit_tls``, ``pipelining``,
-``seed``).
+``credentials={...}``, ``auth_requires_tls``, ``xoauth2``, ``starttls``, ``implicit_tls``,
+``pipelining``, ``seed``).
 
 ``DURATION`` is a number with ``ms``, ``s``, ``m`` or ``h`` (a bare number is seconds).
 
@@ -172,6 +175,7 @@ SETTINGS: tuple[str, ...] = (
     "greylist",
     "auth",
     "auth-tls",
+    "xoauth2",
     "starttls",
     "tls",
     "pipelining",
@@ -471,6 +475,8 @@ class Settings:
     #: Valid credentials, user -> password. Non-empty: AUTH is offered and required for MAIL.
     credentials: dict[str, str] = field(default_factory=dict, repr=False)
     auth_requires_tls: bool = False
+    #: Also offer AUTH XOAUTH2; a user's password is then the bearer token it accepts.
+    xoauth2: bool = False
     starttls: Literal["off", "on", "required"] = "off"
     implicit_tls: bool = False
     pipelining: bool = True
@@ -521,6 +527,8 @@ class Settings:
         lines += [f"auth={user}:****" for user in self.credentials]
         if self.auth_requires_tls:
             lines.append("auth-tls=required")
+        if self.xoauth2:
+            lines.append("xoauth2=on")
         if self.starttls != "off":
             lines.append(f"starttls={self.starttls}")
         if self.implicit_tls:
@@ -751,6 +759,7 @@ def _parse_setting(  # noqa: PLR0911, PLR0912 (one branch per setting reads as a
             return "seed", int(word)
         choices = {
             "auth-tls": ("required", "optional"),
+            "xoauth2": ("on", "off"),
             "starttls": ("on", "off", "required"),
             "tls": ("implicit", "starttls", "off"),
             "pipelining": ("on", "off"),
@@ -760,6 +769,8 @@ def _parse_setting(  # noqa: PLR0911, PLR0912 (one branch per setting reads as a
         word = word.lower()
         if key == "auth-tls":
             return "auth_requires_tls", word == "required"
+        if key == "xoauth2":
+            return "xoauth2", word == "on"
         if key == "starttls":
             return "starttls", word
         if key == "tls":

@@ -21,6 +21,7 @@ such as :mod:`smtplib` can talk to it.
 from __future__ import annotations
 
 import asyncio
+import base64
 import email
 import email.message
 import email.policy
@@ -43,7 +44,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, cast
 
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from smtp_guard._enums import Phase
 from smtp_guard.testing.faults import Fault, FaultSpecError, RateLimit, Settings, parse_faults
@@ -182,6 +183,7 @@ class _FaultSMTP(SMTP):
             require_starttls=settings.starttls == "required",
             auth_require_tls=False,  # decided here, so implicit TLS counts as encrypted
             authenticator=self._check_login,
+            auth_exclude_mechanism=() if settings.xoauth2 else ("XOAUTH2",),
             timeout=owner.idle_timeout,
             loop=owner._loop,
         )
@@ -391,9 +393,46 @@ class _FaultSMTP(SMTP):
         finally:
             self._auth_answer = False
 
+    async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:
+        """Google's and Microsoft's OAuth 2.0 mechanism (setting ``xoauth2=on``).
+
+        The client sends base64 of ``user=USER\\x01auth=Bearer TOKEN\\x01\\x01``, inline or
+        after an empty 334; the user's password is the token accepted.
+        """
+        if len(args) == 1:
+            answer = await self.challenge_auth("", encode_to_b64=False)
+            if not isinstance(answer, bytes):
+                return AuthResult(success=False, handled=True)  # "*" or not base64: answered
+            blob = answer
+        else:
+            try:
+                blob = base64.b64decode(args[1], validate=True)
+            except ValueError:
+                await self.push("501 5.5.2 Can't decode base64")
+                return AuthResult(success=False, handled=True)
+        fields = dict(
+            part.split(b"=", 1) for part in blob.rstrip(b"\x01").split(b"\x01") if b"=" in part
+        )
+        user, auth = fields.get(b"user"), fields.get(b"auth", b"")
+        if user is None or not auth.startswith(b"Bearer "):
+            await self.push("501 5.5.2 Malformed XOAUTH2 initial response")
+            return AuthResult(success=False, handled=True)
+        token = auth[len(b"Bearer ") :]
+        result = self._check_login(self, self.session, self.envelope, "XOAUTH2",
+                                   LoginPassword(user, token))  # fmt: skip
+        if result.success:
+            return result
+        # The provider's way: the error as a base64 JSON challenge, the client answers with an
+        # empty line, and only then the final reply.
+        error = b'{"status":"401","schemes":"Bearer","scope":"https://mail.google.com/"}'
+        if await self.challenge_auth(error) is MISSING:
+            return AuthResult(success=False, handled=True)
+        return AuthResult(success=False, handled=False)
+
     def _check_login(
-        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
-    ) -> AuthResult:
+        self, server: SMTP, session: Session | None, envelope: Envelope | None, mechanism: str,
+        data: Any,
+    ) -> AuthResult:  # fmt: skip
         if isinstance(data, LoginPassword):
             user = data.login.decode("utf-8", "replace")
             expected = self.owner.settings.credentials.get(user)
@@ -416,7 +455,7 @@ class _FaultSMTP(SMTP):
         if settings.starttls != "off" and not self.encrypted:
             lines.append("STARTTLS")
         if settings.credentials and (self.encrypted or not settings.auth_requires_tls):
-            lines.append("AUTH LOGIN PLAIN")
+            lines.append("AUTH LOGIN PLAIN" + (" XOAUTH2" if settings.xoauth2 else ""))
         lines.append("HELP")
         return [f"250{' ' if i == len(lines) - 1 else '-'}{x}" for i, x in enumerate(lines)]
 
@@ -589,6 +628,7 @@ class FaultServer:
         greylist: float | None = None,
         credentials: Mapping[str, str] | None = None,
         auth_requires_tls: bool | None = None,
+        xoauth2: bool | None = None,
         starttls: Literal["off", "on", "required"] | None = None,
         implicit_tls: bool | None = None,
         pipelining: bool | None = None,
@@ -614,6 +654,7 @@ class FaultServer:
             "rate_limit": rate_limit,
             "greylist": greylist,
             "auth_requires_tls": auth_requires_tls,
+            "xoauth2": xoauth2,
             "starttls": starttls,
             "implicit_tls": implicit_tls,
             "pipelining": pipelining,
