@@ -55,6 +55,7 @@ from smtp_guard.client._transaction import (
     Prepared,
     TransactionResult,
     prepare_message,
+    short_of_time,
     too_many_recipients,
 )
 from smtp_guard.client._transaction import run_transaction as run_stepwise
@@ -326,15 +327,22 @@ def _attach(smtp: aiosmtplib.SMTP) -> _Channel:
     return channel
 
 
-def _detach(channel: _Channel, *, close: bool) -> None:
-    """One transaction is done with the channel; the last one hands the transport back."""
+def _detach(channel: _Channel, *, close: bool, content: bool = True) -> None:
+    """One transaction is done with the channel; the last one hands the transport back.
+
+    ``close``: the connection must not carry another transaction. ``content``: the leaving
+    transaction wrote (some of) its message. Then the connection is aborted at once, so that
+    what is still buffered, final "." included, is never sent after we gave up on it (the other
+    attached transactions see the loss). Otherwise (it failed during its envelope, typically
+    timed out behind the slow reply to an earlier transaction's final "."), the earlier ones
+    keep the connection to read their replies, and the last to leave closes it.
+    """
     channel.users -= 1
     smtp = channel.smtp
     if close:
         channel.poisoned = True
-        # Other attached transactions see the loss and fail cleanly. Abort, never close():
-        # close() still flushes the buffer, final "." included, after we gave up on it.
-        channel.abort()
+        if content or channel.users == 0:
+            channel.abort()  # never close(): it still flushes the buffer
     if channel.users > 0:
         return
     _CHANNELS.pop(smtp, None)
@@ -413,6 +421,7 @@ class _Transaction:
         self.channel = channel
         self.timeout = timeout
         self.close = False  # close the connection when done
+        self.content = False  # (part of) the message was written
         self.accepted: list[str] = []
         self.refused: dict[str, ReplyError] = {}
         self._expects: collections.deque[_Expect] = collections.deque()
@@ -552,7 +561,7 @@ async def _owning(smtp: aiosmtplib.SMTP, timeout: float | None) -> AsyncIterator
         tx.close = True  # cancelled mid-conversation: the dialogue's state is unknown
         raise
     finally:
-        _detach(channel, close=tx.close)
+        _detach(channel, close=tx.close, content=tx.content)
 
 
 async def _envelope(tx: _Transaction, env: _Envelope, *, pipelined: bool) -> _Outcome:
@@ -643,7 +652,10 @@ async def _envelope_stepwise(tx: _Transaction, env: _Envelope) -> _Outcome:
 
 
 async def _content(
-    tx: _Transaction, env: _Envelope, sent: Callable[[], None] | None = None
+    tx: _Transaction,
+    env: _Envelope,
+    sent: Callable[[], None] | None = None,
+    conn: Connection | None = None,
 ) -> SMTPResponse:
     """Write the message and its final "."; from here on a lost reply is DeliveryUncertain.
 
@@ -651,6 +663,12 @@ async def _content(
     connection may then carry the next transaction's commands (RFC 2920 3.1).
     """
     channel = tx.channel
+    if conn is not None:
+        short = short_of_time(conn)
+        if short is not None:
+            tx.close = True  # 354 came: only closing the connection ends the data unsent
+            raise short
+    tx.content = True
     tx.write(env.payload)
     end = channel.written  # the final ".\r\n" is the 3 bytes before this offset
     if sent is not None:
@@ -763,11 +781,15 @@ async def pipelined_transaction(
         ],
         prepared.data,
     )
+    result.error = short_of_time(conn)
+    if result.error is not None:
+        result.not_attempted = rcpts
+        return result
     tx: _Transaction | None = None
     try:
         async with _owning(conn.client, None) as tx:
             await _envelope_pipelined(tx, env)
-            result.response = await _content(tx, env, content_sent)
+            result.response = await _content(tx, env, content_sent, conn)
     except RecipientsRefused:
         pass  # every recipient refused: their errors are in ``refused``, no overall error
     except SMTPGuardError as exc:

@@ -31,8 +31,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from smtp_guard.client._connect import LOWER_ERRORS, Connection, ConnectParams, open_connection
+from smtp_guard.client._deadline import time_left
+from smtp_guard.errors import SMTPTimeout
 
-__all__ = ["Pool", "PoolStats"]
+__all__ = ["POOL_BUSY_HINT", "Pool", "PoolStats"]
+
+#: The hint of the timeout raised when the call's deadline ran out in the pool's queue.
+POOL_BUSY_HINT = (
+    "Every pooled connection stayed busy (or the rate limit held the message) for the whole "
+    "deadline; nothing was sent, so it is safe to retry. Raise pool_size or "
+    "RetryPolicy.deadline, or submit fewer messages at once."
+)
 
 
 @dataclass
@@ -110,8 +119,22 @@ class Pool:
             return
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
+        left = time_left()  # the call's deadline bounds the wait
         try:
-            await waiter  # the slot is taken for us (see _wake) before the future is set
+            # The slot is taken for us (see _wake) before the future is set.
+            if left is None:
+                await waiter
+            else:
+                await asyncio.wait_for(waiter, left)
+        except asyncio.TimeoutError:
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(waiter)
+            raise SMTPTimeout(
+                f"no pooled connection to {self.params.server} came free within the deadline "
+                f"({left:.2f}s left; all {min(self.size, self._limit())} in use): the message "
+                "was not sent",
+                hint=POOL_BUSY_HINT,
+            ) from None
         except BaseException:
             if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
                 self._give_back_slot()  # woken and cancelled at once: pass the slot on

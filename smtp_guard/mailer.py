@@ -48,15 +48,16 @@ from aiosmtplib.typing import SMTPTokenGenerator, SocketPathType
 
 from smtp_guard import hooks
 from smtp_guard._pipelining import pipelined_transaction
-from smtp_guard._pool import Pool, PoolStats
+from smtp_guard._pool import POOL_BUSY_HINT, Pool, PoolStats
 from smtp_guard._ratelimit import AIMDLimit, TokenBucket, is_throttle
 from smtp_guard.client import _deliver
 from smtp_guard.client._connect import Connection, ConnectParams
+from smtp_guard.client._deadline import time_left
 from smtp_guard.client._transaction import Prepared, TransactionResult
 from smtp_guard.client._transaction import run_transaction as run_stepwise
 from smtp_guard.client._validate import Envelope, make_envelope
 from smtp_guard.client.result import SendResult
-from smtp_guard.errors import InvalidInput
+from smtp_guard.errors import InvalidInput, SMTPTimeout
 from smtp_guard.policy import RetryPolicy
 
 __all__ = ["Mailer", "SyncMailer"]
@@ -234,7 +235,17 @@ class Mailer:
 
     async def _acquire(self) -> Connection:
         if self.rate is not None:
-            await self.rate.acquire()
+            wait = self.rate.reserve()
+            if wait > 0:
+                left = time_left()
+                if left is not None and wait > left:
+                    raise SMTPTimeout(
+                        f"the rate limit ({self.rate.rate:g}/s) would hold the message "
+                        f"{wait:.2f}s, more than the {left:.2f}s left of the deadline: "
+                        "it was not sent",
+                        hint=POOL_BUSY_HINT,
+                    )
+                await self.rate._sleep(wait)  # the bucket's own sleep (tests inject one)
         return await self._pool.acquire()
 
     async def _transaction(

@@ -216,3 +216,119 @@ async def test_too_many_recipients_alike_pipelined_or_not(reply: str) -> None:
     # Everyone gets it exactly once, in three transactions of the one attempt, both ways.
     assert pipelined == stepwise
     assert pipelined == (("b@r.test", "c@r.test", "d@r.test"), {}, 1, (1, 1, 1), 3)
+
+
+# ------------------------------------------------------------ deadline eaten by queueing
+
+
+def _message(i: int) -> bytes:
+    return f"Subject: m{i}\r\n\r\nhello {i}\r\n".encode()
+
+
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "stepwise"])
+async def test_queued_sends_never_end_uncertain(pipelining: bool) -> None:
+    # pool_size=1 and a server that takes 0.4 s to accept each message: the later sends spend
+    # most of their 0.7 s deadline queueing for the one connection.
+    async with FaultServer("message=delay=0.4s") as srv:
+        async with Mailer(
+            hostname=srv.host,
+            port=srv.port,
+            local_hostname="c.test",
+            pool_size=1,
+            pipelining=pipelining,
+            policy=RetryPolicy(attempts=1, deadline=0.7),
+        ) as mailer:
+
+            async def one(i: int) -> object:
+                try:
+                    return await mailer.send(
+                        _message(i), sender="a@s.test", recipients=[f"r{i}@r.test"]
+                    )
+                except Exception as exc:  # the outcome is what is checked
+                    return exc
+
+            outcomes = await asyncio.gather(*(one(i) for i in range(4)))
+        await asyncio.sleep(0.5)  # anything the server was still reading has arrived now
+        counts = [srv.deliveries_to(f"r{i}@r.test") for i in range(4)]
+    assert not any(isinstance(o, DeliveryUncertain) for o in outcomes)
+    assert counts[0] == 1
+    assert getattr(outcomes[0], "delivered", None) == ("r0@r.test",)
+    for outcome, count in zip(outcomes[1:], counts[1:], strict=True):
+        if isinstance(outcome, Exception):
+            # Failed before any of the message was written: safe to retry, and not stored.
+            assert isinstance(outcome, SMTPTimeout)
+            assert not outcome.permanent
+            assert "not sent" in outcome.message
+            assert count == 0
+        else:
+            assert count == 1
+    assert sum(isinstance(o, SMTPTimeout) for o in outcomes) >= 2
+
+
+async def test_pool_wait_is_bounded_by_the_deadline_and_says_so() -> None:
+    async with FaultServer("message=delay=0.6s") as srv:
+        async with Mailer(
+            hostname=srv.host, port=srv.port, local_hostname="c.test", pool_size=1, pipelining=False
+        ) as mailer:
+            first = asyncio.ensure_future(
+                mailer.send(_message(0), sender="a@s.test", recipients=["r0@r.test"])
+            )
+            await asyncio.sleep(0.1)  # the first send holds the only connection now
+            with pytest.raises(SMTPTimeout) as caught:
+                await mailer.send(
+                    _message(1),
+                    sender="a@s.test",
+                    recipients=["r1@r.test"],
+                    policy=RetryPolicy(attempts=1, deadline=0.2),
+                )
+            assert (await first).delivered == ("r0@r.test",)
+        assert srv.deliveries_to("r1@r.test") == 0
+    error = caught.value
+    assert not isinstance(error, DeliveryUncertain)
+    assert not error.permanent
+    assert "no pooled connection" in error.message
+    assert "pool_size" in error.hint  # the pool, not the server, is named as the cause
+
+
+async def test_rate_limit_wait_beyond_the_deadline_fails_at_once() -> None:
+    async with FaultServer() as srv:
+        async with Mailer(
+            hostname=srv.host,
+            port=srv.port,
+            local_hostname="c.test",
+            rate_limit=0.5,  # one message per 2 s
+            policy=RetryPolicy(attempts=1, deadline=1.0),
+        ) as mailer:
+            await mailer.send(_message(0), sender="a@s.test", recipients=["r0@r.test"])
+            with pytest.raises(SMTPTimeout) as caught:
+                await mailer.send(_message(1), sender="a@s.test", recipients=["r1@r.test"])
+        assert srv.deliveries_to("r1@r.test") == 0
+    assert "rate limit" in caught.value.message
+    assert not caught.value.permanent
+
+
+async def test_a_timeout_behind_a_lent_connection_leaves_the_earlier_message_alone() -> None:
+    # Pipelined: once the first message's final "." is written its connection is lent to the
+    # next send, whose MAIL/RCPT/DATA wait behind the slow reply to that "." and time out.
+    async with FaultServer("message=delay=0.6s") as srv:
+        async with Mailer(
+            hostname=srv.host, port=srv.port, local_hostname="c.test", pool_size=1
+        ) as mailer:
+            first = asyncio.ensure_future(
+                mailer.send(_message(0), sender="a@s.test", recipients=["r0@r.test"])
+            )
+            await asyncio.sleep(0.1)
+            with pytest.raises(SMTPTimeout) as caught:
+                await mailer.send(
+                    _message(1),
+                    sender="a@s.test",
+                    recipients=["r1@r.test"],
+                    policy=RetryPolicy(attempts=1, deadline=0.2),
+                )
+            result = await first  # not a DeliveryUncertain: its connection was not cut
+        assert mailer.stats.overlapped == 1
+        assert srv.deliveries_to("r0@r.test") == 1
+        assert srv.deliveries_to("r1@r.test") == 0
+    assert result.delivered == ("r0@r.test",)
+    assert not isinstance(caught.value, DeliveryUncertain)
+    assert not caught.value.permanent

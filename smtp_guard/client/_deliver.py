@@ -24,14 +24,20 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from contextvars import Token
 from dataclasses import dataclass, field
 
 from tenacity import AsyncRetrying, RetryCallState, stop_never
 
 from smtp_guard import hooks
 from smtp_guard.client._connect import Connection
-from smtp_guard.client._deadline import reset_deadline, set_deadline
-from smtp_guard.client._transaction import TransactionResult, run_transaction
+from smtp_guard.client._deadline import reset_deadline, set_deadline, time_left
+from smtp_guard.client._transaction import (
+    TransactionResult,
+    keep_for_reply,
+    run_transaction,
+    stop_keeping,
+)
 from smtp_guard.client._validate import Envelope
 from smtp_guard.client.result import SendResult
 from smtp_guard.errors import (
@@ -187,6 +193,7 @@ async def _attempt(
     # Every network operation of the attempt ends by the deadline: min(timeout, time left).
     # (A token rather than a with-block: this is the happy path.)
     token = set_deadline(state.policy.deadline - state.elapsed())
+    kept = _keep_for_reply()
     try:
         state.attempt += 1
         number = state.attempt
@@ -236,7 +243,17 @@ async def _attempt(
             raise error
         return _result(state)
     finally:
+        stop_keeping(kept)
         reset_deadline(token)
+
+
+def _keep_for_reply() -> Token[float]:
+    """Keep half of what the attempt starts with for the reply to the final "." (or the
+    connection's timeout, if less): time eaten by queueing for a pooled connection or the rate
+    limit then fails the send before any of the message is written (retry-safe), never by
+    cutting that reply short (a :class:`DeliveryUncertain` for a healthy server)."""
+    start = time_left()
+    return keep_for_reply(0.0 if start is None else start / 2)
 
 
 def _result(state: _State, extra: dict[str, ReplyError] | None = None) -> SendResult:
@@ -283,7 +300,11 @@ def _finish(state: _State, final: SMTPGuardError) -> SMTPGuardError | SendResult
         return final
     if isinstance(final, DeliveryUncertain):
         final.recipients = tuple(state.names(final.recipients))
-    if isinstance(final, SMTPTimeout) and state.elapsed() >= state.policy.deadline:
+    if (
+        isinstance(final, SMTPTimeout)
+        and final.hint == type(final).default_hint
+        and state.elapsed() >= state.policy.deadline
+    ):
         final.hint = (
             f"The call's deadline ({state.policy.deadline:g}s) ran out while waiting for the "
             "server; retry later, or raise RetryPolicy.deadline."

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import email.message
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 
 import aiosmtplib
@@ -26,7 +27,7 @@ from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
 
 from smtp_guard._enums import Phase
 from smtp_guard.client._connect import LOWER_ERRORS, Connection, unsent_bytes
-from smtp_guard.client._deadline import bound
+from smtp_guard.client._deadline import bound, time_left
 from smtp_guard.client._mapping import map_error, reply_error
 from smtp_guard.client._validate import Envelope
 from smtp_guard.errors import (
@@ -41,11 +42,55 @@ from smtp_guard.errors import (
 #: The final ".\r\n" that ends the message content.
 _FINAL_DOT_LENGTH = 3
 
+#: Seconds of the deadline kept for the reply to a message's final "." (set per attempt by
+#: the retry loop, see :func:`keep_for_reply`; 0: no such rule).
+_REPLY_RESERVE: ContextVar[float] = ContextVar("smtp_guard_reply_reserve", default=0.0)
+
+SHORT_OF_TIME_HINT = (
+    "Nothing was sent, so it is safe to retry. The time went waiting for a pooled connection, "
+    "the rate limit or slow replies; raise RetryPolicy.deadline or pool_size, or submit fewer "
+    "messages at once."
+)
+
+
+def keep_for_reply(seconds: float) -> Token[float]:
+    """From now on (in this context), write a message only while ``seconds`` (at most the
+    connection's timeout) of the deadline are left for the reply to its final "."."""
+    return _REPLY_RESERVE.set(seconds)
+
+
+def stop_keeping(token: Token[float]) -> None:
+    """Undo :func:`keep_for_reply`."""
+    _REPLY_RESERVE.reset(token)
+
+
+def short_of_time(conn: Connection) -> SMTPTimeout | None:
+    """The error to stop with, before any of the message is written, when less of the deadline
+    is left than its reply may need (the connection's timeout, capped by :func:`keep_for_reply`):
+    else the deadline would cut that wait and make a healthy send a DeliveryUncertain."""
+    reserve = _REPLY_RESERVE.get()
+    left = time_left()
+    if left is None or reserve <= 0.0:
+        return None
+    timeout = conn.client.timeout
+    needed = reserve if timeout is None else min(timeout, reserve)
+    if left >= needed:
+        return None
+    return SMTPTimeout(
+        f"message not sent: {left:.2f}s of the deadline left, less than the {needed:.2f}s "
+        "kept for the server's reply to it; nothing was delivered",
+        hint=SHORT_OF_TIME_HINT,
+    )
+
+
 __all__ = [
     "Prepared",
     "TransactionResult",
+    "keep_for_reply",
     "prepare_message",
     "run_transaction",
+    "short_of_time",
+    "stop_keeping",
     "too_many_recipients",
 ]
 
@@ -155,6 +200,10 @@ async def run_transaction(
     result = TransactionResult(rcpts)
     if prepared is None:
         prepared = prepare_message(conn, envelope)
+    result.error = short_of_time(conn)
+    if result.error is not None:
+        result.not_attempted = rcpts
+        return result
     if await _mail(conn, envelope, prepared, result) and await _rcpts(
         conn, envelope, prepared, result
     ):
@@ -231,6 +280,11 @@ async def _data(
 ) -> None:
     """DATA, then the message and its final "."; sets ``delivered`` or ``error``."""
     client = conn.client
+    short = short_of_time(conn)
+    if short is not None:
+        result.error = short
+        await conn.reset()  # before DATA: the envelope is dropped, the connection kept
+        return
     try:
         reply = await client.execute_command(b"DATA", timeout=bound(client.timeout))
     except LOWER_ERRORS as exc:
