@@ -576,6 +576,30 @@ async def test_transcript_has_every_command_even_those_refused_before_dispatch()
     assert "AGFsaWNlAHB3LXNlY3JldA" not in "\n".join(srv.transcript)
 
 
+async def test_auth_lines_a_sloppy_client_writes_are_masked_too() -> None:
+    b64 = base64.b64encode(b"\0alice\0pw-123")
+    async with FaultServer(credentials={"alice": "pw-123"}) as srv:
+        replies = await dialogue(
+            srv,
+            b"EHLO c.test",
+            b"AUTH\tPLAIN " + b64,  # a tab: aiosmtpd does not know the command
+            b"  auth   plain   " + b64,
+            b"AUTH " + b64,  # the mechanism forgotten
+            b"AUTH FOO-BAR",
+            b"AUTH",
+        )
+    assert [r[:3] for r in replies] == ["250", "500", "500", "504", "504", "501"]
+    commands = [line for line in srv.transcript if line.startswith("C: ")][1:]
+    assert commands == [
+        "C: AUTH PLAIN ****",
+        "C: auth plain ****",
+        "C: AUTH ****",
+        "C: AUTH ****",
+        "C: AUTH",
+    ]
+    assert_no_secret(srv.transcript, "alice", "pw-123")
+
+
 async def test_a_threaded_server_serves_an_async_client_and_must_be_stopped_with_stop() -> None:
     srv = FaultServer().start()
     try:

@@ -55,6 +55,28 @@ Outcome = Literal["open", "delivered", "stored-dropped", "rejected", "dropped", 
 
 _CRLF = "\r\n"
 
+#: SASL mechanisms (IANA registry, the common part) a transcript names; any other word after
+#: AUTH may be the credentials themselves, so it is masked.
+_MECHANISMS = frozenset(
+    [
+        "PLAIN",
+        "LOGIN",
+        "XOAUTH2",
+        "OAUTHBEARER",
+        "CRAM-MD5",
+        "DIGEST-MD5",
+        "SCRAM-SHA-1",
+        "SCRAM-SHA-1-PLUS",
+        "SCRAM-SHA-256",
+        "SCRAM-SHA-256-PLUS",
+        "GSSAPI",
+        "GS2-KRB5",
+        "NTLM",
+        "EXTERNAL",
+        "ANONYMOUS",
+    ]
+)
+
 
 @dataclass
 class Transaction:
@@ -257,12 +279,14 @@ class _FaultSMTP(SMTP):
         reader.readuntil = readuntil  # type: ignore[method-assign, assignment]
 
     def _note_command(self, line: bytes) -> None:
-        text = _escape(line.rstrip(b"\r\n").decode("utf-8", "backslashreplace"))
-        verb, _, rest = text.partition(" ")
-        if verb.upper() == "AUTH":  # never the credentials, only the mechanism
-            mechanism, _, secret = rest.strip().partition(" ")
-            text = f"{verb} {mechanism}" + (" ****" if secret.strip() else "")
-        self._note("C", text)
+        text = line.rstrip(b"\r\n").decode("utf-8", "backslashreplace")
+        words = text.split(maxsplit=2)  # any whitespace: a sloppy client's line is masked too
+        if words and words[0].upper() == "AUTH":  # never the credentials, only the mechanism
+            mechanism = words[1] if len(words) > 1 else ""
+            if mechanism and mechanism.upper() not in _MECHANISMS:
+                mechanism = "****"  # "AUTH <credentials>": no mechanism, or one unheard of
+            text = " ".join([words[0], mechanism, "****" if len(words) > 2 else ""]).rstrip()
+        self._note("C", _escape(text))
 
     def _note(self, direction: str, text: str) -> None:
         for line in text.split(_CRLF) if text else [""]:
