@@ -7,6 +7,8 @@ scanner does, which the FaultServer cannot) and the project's FaultServer.
 from __future__ import annotations
 
 import asyncio
+import base64
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -14,7 +16,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from smtp_guard.client import send
-from smtp_guard.errors import DeliveryUncertain, SMTPTimeout
+from smtp_guard.errors import AuthError, DeliveryUncertain, SMTPGuardError, SMTPTimeout
 from smtp_guard.mailer import Mailer
 from smtp_guard.policy import RetryPolicy, no_wait
 from smtp_guard.testing import FaultServer
@@ -332,3 +334,96 @@ async def test_a_timeout_behind_a_lent_connection_leaves_the_earlier_message_alo
     assert result.delivered == ("r0@r.test",)
     assert not isinstance(caught.value, DeliveryUncertain)
     assert not caught.value.permanent
+
+
+# ------------------------------------------------------------------- AUTH echo redaction
+
+
+async def _echoing_auth(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, mech: str
+) -> None:
+    """A server that refuses every login and quotes what it got, decoded too."""
+    writer.write(b"220 echo.test ESMTP\r\n")
+    try:
+        while line := (await reader.readline()).decode().rstrip("\r\n"):
+            words = line.split()
+            verb = words[0].upper()
+            if verb == "EHLO":
+                writer.write(f"250-echo.test\r\n250 AUTH {mech}\r\n".encode())
+            elif verb == "AUTH" and words[1].upper() == "LOGIN":
+                user = words[2]  # the username comes with the command (initial response)
+                writer.write(b"334 UGFzc3dvcmQ6\r\n")
+                await writer.drain()
+                secret = (await reader.readline()).decode().strip()
+                shown = base64.b64decode(secret).decode()
+                writer.write(f'535 5.7.8 Refused "{user}" "{secret}" ({shown})\r\n'.encode())
+            elif verb == "AUTH":
+                blob = words[2]
+                shown = base64.b64decode(blob).replace(b"\0", b" ").replace(b"\1", b" ").decode()
+                writer.write(f'535 5.7.8 Refused "{blob}" ({shown})\r\n'.encode())
+            elif verb == "QUIT":
+                writer.write(b"221 bye\r\n")
+                await writer.drain()
+                return
+            else:
+                writer.write(b"503 5.5.1 no\r\n")
+            await writer.drain()
+    finally:
+        writer.close()
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+@pytest.mark.parametrize("mech", ["PLAIN", "LOGIN", "XOAUTH2"])
+async def test_short_credentials_echoed_by_the_server_never_reach_the_error(
+    mech: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    handlers: list[asyncio.Task[None]] = []
+
+    def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handlers.append(asyncio.ensure_future(_echoing_auth(reader, writer, mech)))
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+
+    async def token() -> str:
+        return "tok9"
+
+    credentials: dict[str, object] = {"username": "bob"}
+    if mech == "XOAUTH2":
+        credentials["oauth_token_generator"] = token
+    else:
+        credentials["password"] = "pass"
+    try:
+        with pytest.raises(SMTPGuardError) as caught:
+            await send(
+                SMALL,
+                sender="a@s.test",
+                recipients=["b@r.test"],
+                hostname="127.0.0.1",
+                port=port,
+                local_hostname="c.test",
+                start_tls=False,
+                allow_insecure_auth=True,
+                policy=RetryPolicy(attempts=1),
+                **credentials,  # type: ignore[arg-type]
+            )
+    finally:
+        server.close()
+        await server.wait_closed()
+        # The client closed its connection: each handler ends on the end of file.
+        await asyncio.wait_for(asyncio.gather(*handlers, return_exceptions=True), 5)
+    error = caught.value
+    assert isinstance(error, AuthError)
+    assert "[redacted]" in error.message  # the server did echo them
+    shown = [str(error), repr(error), error.message, error.text, *map(str, error.args)]
+    shown.append(caplog.text)
+    secrets = [_b64("pass"), _b64("bob"), _b64("tok9"), _b64("\0bob\0pass")]
+    secrets += [_b64("user=bob\1auth=Bearer tok9\1\1")]
+    for text in shown:
+        for secret in secrets:
+            assert secret.rstrip("=") not in text
+        # Plain forms as words ("password" in the hint is fine, "pass" alone is not).
+        assert not re.search(r"\b(pass|bob|tok9)\b", text)

@@ -18,7 +18,9 @@ A failed certificate check is a permanent :class:`TLSFailed`; a 454 to STARTTLS 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import re
 import socket
 import ssl
 import weakref
@@ -27,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import aiosmtplib
+from aiosmtplib.auth import auth_plain_encode, auth_xoauth2_encode
 from aiosmtplib.protocol import SMTPProtocol
 from aiosmtplib.smtp import DEFAULT_TIMEOUT
 
@@ -420,6 +423,7 @@ async def _login(client: aiosmtplib.SMTP, params: ConnectParams) -> None:
             extension="AUTH XOAUTH2",
             hint=_NO_AUTH_HINT,
         )
+    token: str | None = None
     try:
         if params.oauth_token_generator is not None:
             token = await asyncio.wait_for(params.oauth_token_generator(), bound(None))
@@ -427,12 +431,72 @@ async def _login(client: aiosmtplib.SMTP, params: ConnectParams) -> None:
         else:
             await _login_password(client, username, params.password or "", params.server)
     except LOWER_ERRORS as exc:
-        error = map_error(exc, phase=Phase.AUTH)
+        # A server may echo the line it refused: the credentials, in any form, never reach
+        # the error (short ones too, which the generic redaction of the errors cannot tell).
+        secrets = _secret_forms(username, params.password, token)
+        error = map_error(_scrubbed(exc, secrets), phase=Phase.AUTH)
     else:
         return
     # Raised outside the except block: aiosmtplib's exception (whose text is the server's
     # reply, unredacted) is then neither the cause nor the context of ours.
     raise error
+
+
+_REDACTION = "[redacted]"
+_BASE64_CHARS = "A-Za-z0-9+/="
+
+
+def _secret_forms(
+    username: str | bytes, password: str | bytes | None, token: str | None
+) -> list[tuple[str, bool]]:
+    """Every form in which AUTH sends the credentials: ``(text, is_base64)``, longest first.
+
+    The plain username, password and token, their base64 (AUTH LOGIN), the AUTH PLAIN blob
+    and the XOAUTH2 one.
+    """
+    forms: set[tuple[str, bool]] = set()
+
+    def plain(value: str | bytes) -> None:
+        text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+        if text:
+            forms.add((text, False))
+            # With and without padding: a server may show the token either way.
+            encoded = base64.b64encode(text.encode("utf-8")).decode("ascii")
+            forms.add((encoded, True))
+            forms.add((encoded.rstrip("="), True))
+
+    plain(username)
+    if password is not None:
+        plain(password)
+        forms.add((auth_plain_encode(username, password).decode("ascii"), True))
+    if token is not None:
+        plain(token)
+        forms.add((auth_xoauth2_encode(username, token).decode("ascii"), True))
+    return sorted((f for f in forms if f[0]), key=lambda f: -len(f[0]))
+
+
+def _scrub_text(text: str, secrets: list[tuple[str, bool]]) -> str:
+    """``text`` with each secret form, standing alone, replaced by "[redacted]"."""
+    for secret, encoded in secrets:
+        if encoded:  # not inside a longer base64 run
+            pattern = f"(?<![{_BASE64_CHARS}]){re.escape(secret)}(?![{_BASE64_CHARS}])"
+        else:  # not inside a longer word ("pass" in "password" stays)
+            pattern = rf"(?<!\w){re.escape(secret)}(?!\w)"
+        text = re.sub(pattern, _REDACTION, text)
+    return text
+
+
+def _scrubbed(exc: BaseException, secrets: list[tuple[str, bool]]) -> BaseException:
+    """``exc`` with the credentials taken out of the server's text (a copy, same class)."""
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        message = _scrub_text(exc.message, secrets)
+        if message != exc.message:
+            return type(exc)(exc.code, message)
+    elif isinstance(exc, aiosmtplib.SMTPException) and len(exc.args) == 1:
+        message = _scrub_text(exc.message, secrets)
+        if message != exc.message:
+            return type(exc)(message)
+    return exc
 
 
 async def _login_password(
