@@ -12,6 +12,8 @@ import asyncio
 import socket
 from typing import Any
 
+import pytest
+
 from smtp_guard.client import send_sync
 from smtp_guard.client._connect import Connection, ConnectParams, open_connection
 from smtp_guard.mailer import SyncMailer
@@ -73,7 +75,10 @@ async def test_a_tls_peer_that_never_answers_close_notify_is_aborted() -> None:
         assert sock.fileno() == -1
 
 
-def test_send_sync_over_starttls_leaves_no_socket_open() -> None:
+@pytest.mark.parametrize("tls", [True, False])
+def test_send_sync_leaves_no_socket_open(tls: bool) -> None:
+    """With TLS, close() waits for the close_notify exchange; without, after a clean QUIT,
+    the socket is released by a callback already queued, which runs before the loop closes."""
     opened: list[socket.socket] = []
     real = socket.socket.connect
 
@@ -81,17 +86,18 @@ def test_send_sync_over_starttls_leaves_no_socket_open() -> None:
         opened.append(self)
         real(self, address)  # type: ignore[arg-type]
 
-    with FaultServer("starttls=on") as srv:
+    with FaultServer("starttls=on" if tls else "starttls=off") as srv:
         original = socket.socket.connect
         socket.socket.connect = spy  # type: ignore[method-assign,assignment]
         try:
             send_sync(
                 RAW, sender="a@sender.test", recipients=["b@rcpt.test"],
-                tls_context=srv.tls_context(), **_kw(srv),
+                tls_context=srv.tls_context() if tls else None,
+                start_tls=tls, **_kw(srv),
             )  # fmt: skip
         finally:
             socket.socket.connect = original  # type: ignore[method-assign]
-        assert srv.messages[0].tls
+        assert srv.messages[0].tls is tls
     assert opened
     assert all(s.fileno() == -1 for s in opened)
 

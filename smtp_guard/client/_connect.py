@@ -209,13 +209,18 @@ class Connection:
         close_notify): returning only once it is done, a caller may close its event loop
         right afterwards without leaving a transport behind. Cancelled, it still closes.
         """
+        said_bye = False
         try:
             if self.is_connected:
                 with contextlib.suppress(*LOWER_ERRORS):
                     await self.client.quit(timeout=bound(min(self.params.timeout or 5.0, 5.0)))
+                    said_bye = True
         finally:
             self.abort()
-            await self.wait_closed()
+            if not said_bye or self.encrypted:
+                await self.wait_closed()
+            # else (the happy path, plain TCP): nothing is left to write, so the socket is
+            # released by a callback already queued, which the loop runs before it can stop.
 
     def abort(self) -> None:
         """Close the connection at once, without QUIT (:meth:`wait_closed` waits for it).
