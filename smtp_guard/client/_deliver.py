@@ -17,6 +17,10 @@ The rules that protect the user's mail:
 - A wait (the server's hint or the backoff) that does not fit the deadline: stop now and raise
   the error with ``retry_after`` set. Within an attempt, each network operation is bounded by
   ``min(timeout, time left to the deadline)`` (:mod:`._deadline`), a hanging connect too.
+- The deadline never makes a healthy send uncertain: waiting for a pooled connection or the
+  rate limit ends by it (a retry-safe :class:`SMTPTimeout`, nothing sent), and a message is
+  not started with less time left than its reply may need (the connection's timeout, at most
+  half of what the attempt started with).
 """
 
 from __future__ import annotations
