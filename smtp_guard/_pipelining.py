@@ -22,6 +22,11 @@ Every reply is checked. The cases pipelining adds:
 * The connection breaks, or a reply does not come in time: before the final "." was written this
   is :class:`~smtp_guard.errors.ServerDisconnected` / :class:`~smtp_guard.errors.ReadTimeout`
   (nothing was delivered, safe to retry); after it, :class:`~smtp_guard.errors.DeliveryUncertain`.
+  A timeout while the message is going out aborts the connection, discarding what is still
+  buffered: if no byte of the final "." had reached the kernel it is a retryable
+  :class:`~smtp_guard.errors.SMTPTimeout`, else (or under TLS, where that cannot be told)
+  :class:`~smtp_guard.errors.DeliveryUncertain`. Never ``transport.close()``: it would still
+  send the buffer, final "." included, behind the back of a retry.
 
 Replies are parsed by :class:`ReplyParser` (sans-IO: bounded line and reply length, multi-line
 aware, any chunking), and turned into typed errors by the client's one mapping
