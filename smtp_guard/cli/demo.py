@@ -11,7 +11,7 @@ rate-limits the sender, answers one transient 451, refuses a stale password, clo
 connection after the final dot (once after keeping the message, once without) and treats
 everyone else normally. Thirty messages go through :func:`smtp_guard.client.send`, one at a
 time in an order drawn from ``--seed``, with a demo :class:`RetryPolicy` whose waits are short
-but real (the server's own "try again in 1 seconds" is honoured), so the retries you see are
+but real (the server's own "try again in 1 second" is honoured), so the retries you see are
 real retries. Then a table says, for each recipient, what happened and what to do, and the
 server's records are checked: everyone delivered got exactly one copy, nobody got two.
 
