@@ -640,8 +640,8 @@ def test_corpus_is_well_formed() -> None:
     rows = DEV + HELD_OUT
     assert len(rows) >= 400
     # The first four batches were split 70/30; the fifth (B2's, tests/data/README.md) went to
-    # dev only, so the held-out share is now lower. It keeps at least its 168 rows.
-    assert len(HELD_OUT) >= 168
+    # dev only, so the held-out share is now lower; the sixth was split 70/30 again.
+    assert len(HELD_OUT) >= 204
     assert 0.20 <= len(HELD_OUT) / len(rows) <= 0.32
     keys = [(row.code, row.text.strip().lower()) for row in rows]
     assert len(keys) == len(set(keys)), "a reply is in the corpus twice"
@@ -694,7 +694,9 @@ def test_dev_accuracy() -> None:
 #: 146/168 at the 10th scoring (tests/data/README.md): 149 before B3's third pass; the three
 #: rows lost carry labels from before the policy/blocklist principle in _rules' docstring and
 #: the busy-mailbox family (found by ablation of the aggregate, see the README).
-HELD_OUT_FLOOR = 0.869
+#: 176/204 at the 12th scoring: the sixth batch's 36 rows (new sources) were first scored
+#: 30/36; the earlier 168 rows are unchanged at 146. The floor follows the larger set.
+HELD_OUT_FLOOR = 0.862
 HELD_OUT_TARGET = 0.95
 
 
@@ -711,9 +713,9 @@ def test_held_out_accuracy() -> None:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="held-out accuracy is 86.9% (146/168), under the 95% target: 88.0% on the first "
+    reason="held-out accuracy is 86.3% (176/204), under the 95% target: 88.0% on the first "
     "scoring of the first 142 rows; later batches from new sources scored once: 7/11, 5/8, "
-    "4/7. See tests/data/README.md for the scoring history",
+    "4/7, 30/36. See tests/data/README.md for the scoring history",
 )
 def test_held_out_accuracy_target() -> None:
     accuracy, _ = _score(HELD_OUT)
