@@ -66,9 +66,11 @@ general one, ``POLICY_REJECTED``.
 
 Words that call the sending host itself a spam source ("known spammer", "open proxy") are a
 reputation listing, not a verdict on the message. A listing cue outranks a spam cue
-("blocked using Spamhaus ... spam"); a rate or volume cue ("too many messages") outranks a
-spam cue; the sender authentication words (SPF, DKIM, DMARC) and a refused sender address
-("sender is blacklisted", the recipient's own block rule: ``sender_blocked``) come before all.
+("blocked using Spamhaus ... spam"), except a URI block list, which lists the message's
+links ("example.net blacklisted in multi.uribl.com"); a rate or volume cue ("too many
+messages") outranks a spam cue; the sender authentication words (SPF, DKIM, DMARC) and a
+refused sender address ("sender is blacklisted", the recipient's own block rule:
+``sender_blocked``) come before all.
 
 Mailbox states. RFC 3463's X.2.1 is "mailbox disabled", but servers send 4.2.1 and 4.2.0 for
 a busy or throttled mailbox ("450 4.2.1 Mailbox busy, try again later", Gmail's "4.2.1 ...
@@ -295,6 +297,21 @@ STRONG_WORDS: tuple[WordRule, ...] = (
             "sender address rejected undeliverable address",
             "malformed local part",
             "single label {domain|domains}",
+        ),
+        ANY_CLASS,
+        NOT_CONNECT,  # no address has been given at the greeting or in answer to EHLO
+    ),
+    WordRule(
+        # A URI block list lists the links in the message, not the sender: the content is
+        # the fix, whatever listing words come with it ("example.net blacklisted in
+        # multi.uribl.com", Haraka's data.uribl reply).
+        "uri_lists",
+        C.SPAM_REJECTED,
+        (
+            "uribl",
+            "surbl",
+            "{blocked|banned|blocklisted|blacklisted|listed} {url|urls|uri|uris|link|links}",
+            "{url|urls|uri|uris|link|links} [is|are] {blocklisted|blacklisted|listed}",
         ),
     ),
     WordRule(
@@ -676,15 +693,12 @@ STRONG_WORDS: tuple[WordRule, ...] = (
             "banned content",
             "mail content",
             "recurrent pattern",
-            "uribl",
-            "surbl",
             "bulk email",
             "bulk e-mail",
             "potential security issue",
             "malicious",
             "infected",
             "suspicious {content|link|links|url|urls|attachment|attachments}",
-            "{blocked|banned|blocklisted|blacklisted} {url|urls|link|links}",
             "{indésirable|indesirable|indésirables|indesirables}",
             "pourriel",
             "no deseado",
@@ -1208,7 +1222,8 @@ WEAK_WORDS: tuple[WordRule, ...] = (
             "попробуйте [еще|ещё] [раз] позже",
         ),
         TRANSIENT,
-        frozenset({None, P.MAIL, P.RCPT, P.DATA}),
+        # Content filters (rspamd, rmilter, Exim's DATA ACL) greylist after the final dot too.
+        frozenset({None, P.MAIL, P.RCPT, P.DATA, P.MESSAGE}),
     ),
     WordRule(
         "policy",
@@ -1472,6 +1487,14 @@ BY_PHASE_AND_CODE: MappingProxyType[tuple[P, int], C] = MappingProxyType(
         (P.MAIL, 554): C.POLICY_REJECTED,
         (P.CONNECT, 554): C.SERVICE_UNAVAILABLE,  # "No SMTP service here" (RFC 5321 3.1)
         (P.CONNECT, 550): C.POLICY_REJECTED,
+        # RFC 5321 3.1 answers a refused greeting with 421; a 451 there means the same.
+        (P.CONNECT, 451): C.SERVICE_UNAVAILABLE,
+        # A 550 is "mailbox unavailable" only where a mailbox is named (RCPT); in answer to
+        # EHLO, DATA or the message itself it is RFC 5321 4.2.3's "command rejected for
+        # policy reasons" (Haraka's helo checks, a refused bounce, "550 message rejected").
+        (P.EHLO, 550): C.POLICY_REJECTED,
+        (P.DATA, 550): C.POLICY_REJECTED,
+        (P.MESSAGE, 550): C.POLICY_REJECTED,
     }
 )
 
