@@ -232,6 +232,12 @@ STRONG_WORDS: tuple[WordRule, ...] = (
             "helo command rejected",
             "bad helo",
             "helohost",
+            # A refused HELO/EHLO name (Haraka's helo.checks, "HELO should be a FQDN"): the
+            # sending host's identity, like its reverse DNS.
+            "{helo|ehlo} {must|should|name|hostname is}",
+            "{helo|ehlo} [is] {dynamic|forged|bogus|invalid}",
+            "in {helo|ehlo}",
+            "invalid {helo|ehlo}",
         ),
     ),
     WordRule(
@@ -278,7 +284,10 @@ STRONG_WORDS: tuple[WordRule, ...] = (
             "rst {authrequired|notauthorized}",
             "registered as [a] spammer",
             "{user's|users} reject list",
-            "recipient {doesn't|does not} want your mail",
+            # the recipient's own refusal of this sender
+            "{doesn't|does not} want your {mail|email|e-mail|message|messages}",
+            "{doesn't|does not} wish to receive",
+            "{does not|doesn't} accept {mail|email|messages} from you",
         ),
     ),
     WordRule(
@@ -414,6 +423,9 @@ STRONG_WORDS: tuple[WordRule, ...] = (
             "send rate exceeded",
             "sending rate",
             "hourly {send|sending|message} {rate|limit}",
+            "per 24 hours",
+            "{in|within} [the] [last] 24 hours",
+            "{rcpt|rcpts|recipients} per {minute|hour|day}",
             "submissionquotaexceededexception",
         ),
     ),
@@ -803,8 +815,8 @@ STRONG_WORDS: tuple[WordRule, ...] = (
         (
             "{user|username} [is] unknown",
             "unknown {user|recipient|mailbox|alias|address}",
-            "unknown local part",
-            "unknown or illegal alias",
+            "unknown local {part|user|recipient|mailbox}",
+            "unknown or illegal {alias|user|recipient}",
             "no such {user|mailbox|recipient|account|person|address}",
             "user {not found|doesn't exist|does not exist}",
             "{mailbox|account|recipient|addressee} {not found|unknown}",
@@ -813,6 +825,8 @@ STRONG_WORDS: tuple[WordRule, ...] = (
             "trying to reach {doesn't|does not} exist",
             "no mailbox",
             "invalid {recipient|mailbox|user}",
+            "{recipient|mailbox|user|addressee} [is] invalid",
+            "recipient {verification|verify} failed",
             "not a valid {user|mailbox|recipient}",
             "unrouteable address",
             "no longer on server",
@@ -897,6 +911,7 @@ STRONG_WORDS: tuple[WordRule, ...] = (
             "{adresse|boîte|boite|compte} [aux lettres] {inconnue|inconnu|introuvable}",
             "{adresse|boîte|boite|compte} [aux lettres] {inexistante|inexistant}",
             "{destinataire|utilisateur} introuvable",
+            "{destinataire|utilisateur} {inexistant|inexistante}",
             "{destinatario|dirección|direccion|cuenta|buzón|buzon} {desconocido|desconocida}",
             "{destinatario|dirección|direccion|cuenta|buzón|buzon} inexistente",
             "usuario inexistente",
@@ -1039,6 +1054,9 @@ WEAK_WORDS: tuple[WordRule, ...] = (
             "domain not found",
             "host not found",
             "no such domain",
+            # in answer to MAIL FROM, what does not exist is the sender (see recipient_gone)
+            "{does not|doesn't|doesnt|no longer} exist",
+            "not exist",
             "{домен|domain|domaine|dominio} {не найден|nicht gefunden|introuvable|inexistant}",
         ),
         ANY_CLASS,
@@ -1094,7 +1112,7 @@ WEAK_WORDS: tuple[WordRule, ...] = (
     WordRule(
         "too_many_unrecognized",
         C.SYNTAX_ERROR,
-        ("too many unrecognized commands", "protocol violation"),
+        ("too many unrecognized commands", "protocol violation", "protocol error"),
     ),
     WordRule(
         "syntax_error",
