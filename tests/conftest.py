@@ -6,10 +6,12 @@ Tests here run on a shared, loaded CI machine: nothing may depend on how fast it
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 from hypothesis import settings
+
+from smtp_guard.policy import no_wait
 
 # Hypothesis' per-example deadline is a timing assertion: a loaded machine fails it.
 settings.register_profile("smtp_guard", deadline=None)
@@ -37,3 +39,13 @@ def _assert_port_released(host: str, port: int) -> None:
 def assert_port_released() -> Callable[[str, int], None]:
     """``assert_port_released(host, port)``: fail unless the port is free to listen on again."""
     return _assert_port_released
+
+
+@pytest.fixture
+def no_real_sleep() -> Iterator[None]:
+    """Retries run in the testing mode: backoff and server hints are counted, never slept.
+
+    A module opts in with ``pytestmark = pytest.mark.usefixtures("no_real_sleep")``.
+    """
+    with no_wait():
+        yield

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import builtins
 import inspect
 import pickle
 import re
-import socket
 from collections.abc import Iterator
 from typing import Any
 
 import aiosmtplib
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult
+from _helpers import loopback_server, port_of
+from aiosmtpd.smtp import SMTP, AuthResult
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -714,13 +712,6 @@ def test_no_error_class_has_a_place_for_a_password() -> None:
         AuthFailed(535, "x", password="hunter2")  # type: ignore[call-arg]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 async def test_a_refused_login_shows_no_credential() -> None:
     """Log in to a real aiosmtpd on loopback with a wrong password, as a client would."""
 
@@ -730,31 +721,26 @@ async def test_a_refused_login_shows_no_credential() -> None:
     class Handler:
         pass
 
-    port = _free_port()
-    controller = Controller(
-        Handler(),
-        hostname="127.0.0.1",
-        port=port,
-        authenticator=refuse,
-        auth_require_tls=False,
-    )
-    controller.start()
     password = "Sup3r-Secret-pa55"
     secrets = {
         password,
         base64.b64encode(f"\0bob\0{password}".encode()).decode(),
         base64.b64encode(password.encode()).decode(),
     }
-    try:
-        client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False, timeout=5)
+
+    def smtp() -> SMTP:
+        return SMTP(Handler(), authenticator=refuse, auth_require_tls=False)
+
+    async with loopback_server(smtp) as server:
+        client = aiosmtplib.SMTP(
+            hostname="127.0.0.1", port=port_of(server), start_tls=False, timeout=5
+        )
         await client.connect()
         try:
             with pytest.raises(aiosmtplib.SMTPAuthenticationError) as caught:
                 await client.login("bob", password)
         finally:
             await client.quit()
-    finally:
-        await asyncio.to_thread(controller.stop)
     err = error_from_reply(caught.value.code, caught.value.message, "auth")
     insecure = InsecureConnection("refusing to send credentials for 'bob' to 127.0.0.1 in clear")
     for built in (err, insecure, RecipientsRefused({}, history=[err])):

@@ -7,7 +7,7 @@ import asyncio
 import concurrent.futures
 import os
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import aiosmtplib
 import pytest
@@ -22,16 +22,13 @@ from smtp_guard.errors import (
     ReplyError,
 )
 from smtp_guard.mailer import Mailer, SyncMailer
-from smtp_guard.policy import RetryPolicy, no_wait
+from smtp_guard.policy import RetryPolicy
 from smtp_guard.testing.server import FaultServer
 
 BODY = b"Subject: hello\r\n\r\nHello from the pool.\r\n"
 
 
-@pytest.fixture(autouse=True)
-def _no_wait() -> Iterator[None]:
-    with no_wait():
-        yield
+pytestmark = pytest.mark.usefixtures("no_real_sleep")
 
 
 @pytest.fixture

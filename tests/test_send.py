@@ -6,11 +6,11 @@ import asyncio
 import email.message
 import pickle
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
 
 import aiosmtplib
 import pytest
+from _helpers import kw
 
 from smtp_guard.client import SendResult, _run_in_own_loop_310, send, send_sync
 from smtp_guard.errors import (
@@ -19,21 +19,13 @@ from smtp_guard.errors import (
     RecipientsRefused,
     TransientError,
 )
-from smtp_guard.policy import RetryPolicy, no_wait
+from smtp_guard.policy import RetryPolicy
 from smtp_guard.testing import FaultServer
 
 RAW = b"From: a@sender.test\r\nTo: b@rcpt.test\r\nSubject: hi\r\n\r\nHello\r\n.leading dot\r\n"
 
 
-@pytest.fixture(autouse=True)
-def _no_real_sleep() -> Iterator[None]:
-    with no_wait():
-        yield
-
-
-def kw(server: FaultServer, **extra: Any) -> dict[str, Any]:
-    """Connection arguments for ``server`` (no DNS lookup for our own name)."""
-    return {"hostname": server.host, "port": server.port, "local_hostname": "client.test", **extra}
+pytestmark = pytest.mark.usefixtures("no_real_sleep")
 
 
 @pytest.fixture

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from collections.abc import AsyncIterator
 
 import aiosmtplib
 import pytest
-from aiosmtpd.controller import Controller
+from _helpers import CLIENT_NAME, connect_params, connection, kw, loopback_server, port_of
+from aiosmtpd.smtp import SMTP
 
 from smtp_guard.client import send
 from smtp_guard.client._connect import Connection, ConnectParams, open_connection
@@ -25,33 +25,20 @@ from smtp_guard.errors import (
     SMTPGuardError,
     TransientError,
 )
-from smtp_guard.policy import RetryPolicy, no_wait
+from smtp_guard.policy import RetryPolicy
 from smtp_guard.testing import Fault, FaultServer
 
 RAW = b"Subject: blocks\r\n\r\nbody\r\n"
 
 
-@pytest.fixture(autouse=True)
-def _no_real_sleep() -> Iterator[None]:
-    with no_wait():
-        yield
-
-
-def kw(server: FaultServer, **extra: Any) -> dict[str, Any]:
-    return {"hostname": server.host, "port": server.port, "local_hostname": "client.test", **extra}
+pytestmark = pytest.mark.usefixtures("no_real_sleep")
 
 
 @pytest.fixture
 async def conn_and_server() -> AsyncIterator[tuple[Connection, FaultServer]]:
     faults = ("rcpt:gone@*=550 5.1.1 No such user", "rcpt:busy@*=450 4.2.1 Busy")
-    async with FaultServer(*faults) as srv:
-        conn = await open_connection(
-            ConnectParams(hostname=srv.host, port=srv.port, local_hostname="client.test")
-        )
-        try:
-            yield conn, srv
-        finally:
-            await conn.close()
+    async with FaultServer(*faults) as srv, connection(srv) as conn:
+        yield conn, srv
 
 
 async def test_one_connection_several_transactions_with_per_recipient_outcomes(
@@ -79,9 +66,7 @@ async def test_one_connection_several_transactions_with_per_recipient_outcomes(
 
 async def test_refused_transaction_leaves_the_connection_reusable() -> None:
     async with FaultServer("mail=451 4.3.0 Later x1") as srv:
-        conn = await open_connection(
-            ConnectParams(hostname=srv.host, port=srv.port, local_hostname="client.test")
-        )
+        conn = await open_connection(connect_params(srv))
         envelope = make_envelope(RAW, "a@sender.test", ["b@rcpt.test"])
         refused = await run_transaction(conn, envelope)
         assert isinstance(refused.error, TransientError)
@@ -96,11 +81,7 @@ async def test_refused_transaction_leaves_the_connection_reusable() -> None:
 @pytest.mark.parametrize("fault", ["mail=garbage", "rcpt=garbage", "mail=long=20000"])
 async def test_a_reply_that_is_not_smtp_closes_the_connection(fault: str) -> None:
     async with FaultServer(fault) as srv:
-        conn = await open_connection(
-            ConnectParams(
-                hostname=srv.host, port=srv.port, local_hostname="client.test", timeout=2.0
-            )
-        )
+        conn = await open_connection(connect_params(srv, timeout=2.0))
         result = await run_transaction(conn, make_envelope(RAW, "a@sender.test", ["b@rcpt.test"]))
         assert isinstance(result.error, ProtocolError)
         assert not conn.is_connected  # never reused out of step with the server
@@ -184,30 +165,18 @@ class _Sink:
         return "250 OK"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def test_non_ascii_address_without_smtputf8_is_refused_before_mail() -> None:
+async def test_non_ascii_address_without_smtputf8_is_refused_before_mail() -> None:
     # FaultServer always offers SMTPUTF8; a plain aiosmtpd server can be told not to.
-    controller = Controller(_Sink(), hostname="127.0.0.1", port=_free_port(), enable_SMTPUTF8=False)
-    controller.start()
-    try:
-        from smtp_guard.client import send_sync  # noqa: PLC0415
-
+    async with loopback_server(lambda: SMTP(_Sink(), enable_SMTPUTF8=False)) as server:
         with pytest.raises(SMTPGuardError) as caught:
-            send_sync(
+            await send(
                 RAW,
                 sender="a@sender.test",
                 recipients=["jiří@příklad.test"],
                 hostname="127.0.0.1",
-                port=controller.port,
-                local_hostname="client.test",
+                port=port_of(server),
+                local_hostname=CLIENT_NAME,
             )
-    finally:
-        controller.stop()
     assert isinstance(caught.value, ExtensionNotSupported)
     assert isinstance(caught.value, aiosmtplib.SMTPNotSupported)  # what aiosmtplib raises here
     assert caught.value.extension == "SMTPUTF8"
@@ -287,7 +256,7 @@ async def test_deliver_runs_a_plugged_in_transaction_runner() -> None:
         return await run_transaction(conn, envelope, recipients)
 
     async with FaultServer("rcpt:b@*=450 4.2.1 Busy x1") as srv:
-        params = ConnectParams(hostname=srv.host, port=srv.port, local_hostname="client.test")
+        params = connect_params(srv)
 
         async def acquire() -> Connection:
             return await open_connection(params)

@@ -10,25 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from typing import Any
 
 import pytest
+from _helpers import connect_params, kw
 
 from smtp_guard.client import send_sync
-from smtp_guard.client._connect import Connection, ConnectParams, open_connection
+from smtp_guard.client._connect import Connection, open_connection
 from smtp_guard.mailer import SyncMailer
 from smtp_guard.testing import FaultServer
 
 RAW = b"From: a@sender.test\r\nTo: b@rcpt.test\r\nSubject: hi\r\n\r\nHello.\r\n"
-
-
-def _params(srv: FaultServer, **extra: Any) -> ConnectParams:
-    return ConnectParams(
-        hostname=srv.host,
-        port=srv.port,
-        local_hostname="client.test",
-        **extra,
-    )
 
 
 def _socket_of(conn: Connection) -> socket.socket:
@@ -39,7 +30,7 @@ def _socket_of(conn: Connection) -> socket.socket:
 
 async def test_close_of_a_starttls_connection_returns_with_the_socket_closed() -> None:
     async with FaultServer("starttls=on") as srv:
-        conn = await open_connection(_params(srv, tls_context=srv.tls_context()))
+        conn = await open_connection(connect_params(srv, tls_context=srv.tls_context()))
         assert conn.encrypted
         sock = _socket_of(conn)
         await conn.close()
@@ -51,7 +42,7 @@ async def test_close_of_a_starttls_connection_returns_with_the_socket_closed() -
 
 async def test_abort_then_wait_closed_releases_a_tls_socket() -> None:
     async with FaultServer("starttls=on") as srv:
-        conn = await open_connection(_params(srv, tls_context=srv.tls_context()))
+        conn = await open_connection(connect_params(srv, tls_context=srv.tls_context()))
         sock = _socket_of(conn)
         conn.abort()
         assert sock.fileno() != -1  # abort() only starts the close
@@ -64,7 +55,7 @@ async def test_a_tls_peer_that_never_answers_close_notify_is_aborted() -> None:
     from smtp_guard.client import _connect  # noqa: PLC0415
 
     async with FaultServer("starttls=on") as srv:
-        conn = await open_connection(_params(srv, tls_context=srv.tls_context()))
+        conn = await open_connection(connect_params(srv, tls_context=srv.tls_context()))
         sock = _socket_of(conn)
         # Pause reading: the server's close_notify is never seen, so the TLS close cannot end.
         transport = conn.client.transport
@@ -93,7 +84,7 @@ def test_send_sync_leaves_no_socket_open(tls: bool) -> None:
             send_sync(
                 RAW, sender="a@sender.test", recipients=["b@rcpt.test"],
                 tls_context=srv.tls_context() if tls else None,
-                start_tls=tls, **_kw(srv),
+                start_tls=tls, **kw(srv),
             )  # fmt: skip
         finally:
             socket.socket.connect = original  # type: ignore[method-assign]
@@ -104,7 +95,7 @@ def test_send_sync_leaves_no_socket_open(tls: bool) -> None:
 
 def test_sync_mailer_close_over_starttls_leaves_no_socket_open() -> None:
     with FaultServer("starttls=on") as srv:
-        mailer = SyncMailer(tls_context=srv.tls_context(), **_kw(srv))
+        mailer = SyncMailer(tls_context=srv.tls_context(), **kw(srv))
         with mailer:
             mailer.send(RAW, sender="a@sender.test", recipients=["b@rcpt.test"])
             conns = list(mailer.mailer._pool._idle)
@@ -114,12 +105,8 @@ def test_sync_mailer_close_over_starttls_leaves_no_socket_open() -> None:
         assert len(srv.messages) == 1
 
 
-def _kw(srv: FaultServer) -> dict[str, Any]:
-    return {"hostname": srv.host, "port": srv.port, "local_hostname": "client.test"}
-
-
 async def test_wait_closed_on_a_connection_already_gone_returns_at_once() -> None:
     async with FaultServer() as srv:
-        conn = await open_connection(_params(srv))
+        conn = await open_connection(connect_params(srv))
         await conn.close()
         await asyncio.wait_for(conn.wait_closed(), 1)

@@ -11,30 +11,22 @@ import asyncio
 import math
 import socket
 import threading
-from collections.abc import Iterator
-from typing import Any
 
 import aiosmtplib
 import pytest
+from _helpers import kw
 
 from smtp_guard.client import send
 from smtp_guard.client._deadline import bound, deadline_in, time_left
 from smtp_guard.errors import ConnectTimeout, DeliveryUncertain, ReadTimeout
-from smtp_guard.policy import RetryPolicy, no_wait
+from smtp_guard.policy import RetryPolicy
 from smtp_guard.testing import FaultServer
 
 RAW = b"Subject: deadline\r\n\r\nbody\r\n"
 SHORT = RetryPolicy(attempts=3, deadline=0.3, initial_wait=0.0, jitter=0.0)
 
 
-@pytest.fixture(autouse=True)
-def _no_real_sleep() -> Iterator[None]:
-    with no_wait():
-        yield
-
-
-def kw(server: FaultServer, **extra: Any) -> dict[str, Any]:
-    return {"hostname": server.host, "port": server.port, "local_hostname": "client.test", **extra}
+pytestmark = pytest.mark.usefixtures("no_real_sleep")
 
 
 async def test_a_greeting_that_never_comes_ends_at_the_deadline_even_without_timeout() -> None:

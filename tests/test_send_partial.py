@@ -8,12 +8,11 @@ already got the message.
 from __future__ import annotations
 
 import pickle
-import socket
-from collections.abc import Iterator
 from typing import Any
 
 import aiosmtplib
 import pytest
+from _helpers import CLIENT_NAME, connect_params, kw, refusing_port
 
 from smtp_guard.client import send
 from smtp_guard.client._connect import Connection, ConnectParams, open_connection
@@ -28,7 +27,7 @@ from smtp_guard.errors import (
     SMTPGuardError,
     SMTPTimeout,
 )
-from smtp_guard.policy import RetryPolicy, no_wait
+from smtp_guard.policy import RetryPolicy
 from smtp_guard.testing import FaultServer
 
 RAW = b"Subject: partial\r\n\r\nbody\r\n"
@@ -37,20 +36,7 @@ ONE, TWO = "one@rcpt.test", "two@rcpt.test"
 DEFER_TWO_ONCE = f"rcpt:{TWO}=451 4.7.1 Greylisted x1"
 
 
-@pytest.fixture(autouse=True)
-def _no_real_sleep() -> Iterator[None]:
-    with no_wait():
-        yield
-
-
-def kw(server: FaultServer, **extra: Any) -> dict[str, Any]:
-    return {"hostname": server.host, "port": server.port, "local_hostname": "client.test", **extra}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+pytestmark = pytest.mark.usefixtures("no_real_sleep")
 
 
 def _says_who_got_it(error: SMTPGuardError, *delivered: str) -> None:
@@ -134,23 +120,24 @@ async def test_an_earlier_transaction_of_the_same_attempt_counts_too() -> None:
 
 
 async def test_connection_refused_on_the_retry_names_who_got_it() -> None:
-    async with FaultServer(ONE_PER_TRANSACTION, f"data:{TWO}=drop x1") as srv:
-        good = ConnectParams(hostname=srv.host, port=srv.port, local_hostname="client.test")
-        gone = ConnectParams(hostname="127.0.0.1", port=free_port(), local_hostname="client.test")
-        targets = [good, gone]
+    with refusing_port() as refused:
+        async with FaultServer(ONE_PER_TRANSACTION, f"data:{TWO}=drop x1") as srv:
+            good = connect_params(srv)
+            gone = ConnectParams(hostname="127.0.0.1", port=refused, local_hostname=CLIENT_NAME)
+            targets = [good, gone]
 
-        async def acquire() -> Connection:
-            return await open_connection(targets.pop(0))
+            async def acquire() -> Connection:
+                return await open_connection(targets.pop(0))
 
-        async def release(conn: Connection) -> None:
-            await conn.close()
+            async def release(conn: Connection) -> None:
+                await conn.close()
 
-        envelope = make_envelope(RAW, "a@sender.test", [ONE, TWO])
-        with pytest.raises(ConnectionFailed) as caught:
-            await deliver(
-                envelope, acquire=acquire, release=release, policy=RetryPolicy(attempts=2)
-            )
-        assert srv.deliveries_to(ONE) == 1
+            envelope = make_envelope(RAW, "a@sender.test", [ONE, TWO])
+            with pytest.raises(ConnectionFailed) as caught:
+                await deliver(
+                    envelope, acquire=acquire, release=release, policy=RetryPolicy(attempts=2)
+                )
+            assert srv.deliveries_to(ONE) == 1
     _says_who_got_it(caught.value, ONE)
 
 

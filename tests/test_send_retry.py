@@ -5,12 +5,9 @@ Every test runs in the testing mode (no real sleep; waits are counted as if they
 
 from __future__ import annotations
 
-import socket
-from collections.abc import Iterator
-from typing import Any
-
 import aiosmtplib
 import pytest
+from _helpers import kw, refusing_port
 
 from smtp_guard.client import send
 from smtp_guard.errors import (
@@ -26,27 +23,14 @@ from smtp_guard.errors import (
     TransientError,
 )
 from smtp_guard.hooks import HookDetails, RetryDetails, using_hooks
-from smtp_guard.policy import RetryPolicy, no_wait
+from smtp_guard.policy import RetryPolicy
 from smtp_guard.testing import FaultServer
 
 RAW = b"Subject: retry\r\n\r\nbody\r\n"
 TWO = ["one@rcpt.test", "two@rcpt.test"]
 
 
-@pytest.fixture(autouse=True)
-def _no_real_sleep() -> Iterator[None]:
-    with no_wait():
-        yield
-
-
-def kw(server: FaultServer, **extra: Any) -> dict[str, Any]:
-    return {"hostname": server.host, "port": server.port, "local_hostname": "client.test", **extra}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+pytestmark = pytest.mark.usefixtures("no_real_sleep")
 
 
 @pytest.mark.parametrize(
@@ -137,8 +121,7 @@ async def test_attempts_run_out_last_typed_error_with_history_no_retry_error() -
 
 
 async def test_connection_refused_is_retried_then_raised_typed() -> None:
-    port = free_port()
-    with pytest.raises(ConnectionFailed) as caught:
+    with refusing_port() as port, pytest.raises(ConnectionFailed) as caught:
         await send(
             RAW,
             sender="a@sender.test",

@@ -8,11 +8,12 @@ import contextlib
 import logging
 import pickle
 import traceback
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiosmtplib
 import pytest
+from _helpers import kw
 
 from smtp_guard.client import send
 from smtp_guard.client._connect import ConnectParams
@@ -28,7 +29,7 @@ from smtp_guard.errors import (
     TLSFailed,
     TransientError,
 )
-from smtp_guard.policy import RetryPolicy, no_wait
+from smtp_guard.policy import RetryPolicy
 from smtp_guard.testing import Fault, FaultServer
 
 RAW = b"Subject: secure\r\n\r\nbody\r\n"
@@ -36,14 +37,7 @@ SECRET = "s3cret-Pa55word"
 RCPTS = ["one@rcpt.test"]
 
 
-@pytest.fixture(autouse=True)
-def _no_real_sleep() -> Iterator[None]:
-    with no_wait():
-        yield
-
-
-def kw(server: FaultServer, **extra: Any) -> dict[str, Any]:
-    return {"hostname": server.host, "port": server.port, "local_hostname": "client.test", **extra}
+pytestmark = pytest.mark.usefixtures("no_real_sleep")
 
 
 def commands(server: FaultServer) -> list[str]:
