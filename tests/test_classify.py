@@ -696,7 +696,8 @@ def test_dev_accuracy() -> None:
 #: the busy-mailbox family (found by ablation of the aggregate, see the README).
 #: 176/204 at the 12th scoring: the sixth batch's 36 rows (new sources) were first scored
 #: 30/36; the earlier 168 rows are unchanged at 146. The floor follows the larger set.
-HELD_OUT_FLOOR = 0.862
+#: 177/204 at the 13th and 14th scorings (ACC's phase, precedence and vocabulary rules).
+HELD_OUT_FLOOR = 0.867
 HELD_OUT_TARGET = 0.95
 
 
@@ -713,7 +714,7 @@ def test_held_out_accuracy() -> None:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="held-out accuracy is 86.3% (176/204), under the 95% target: 88.0% on the first "
+    reason="held-out accuracy is 86.8% (177/204), under the 95% target: 88.0% on the first "
     "scoring of the first 142 rows; later batches from new sources scored once: 7/11, 5/8, "
     "4/7, 30/36. See tests/data/README.md for the scoring history",
 )
