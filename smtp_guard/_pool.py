@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from smtp_guard.client._connect import LOWER_ERRORS, Connection, ConnectParams, open_connection
-from smtp_guard.client._deadline import time_left
+from smtp_guard.client._deadline import bound, time_left
 from smtp_guard.errors import SMTPTimeout
 
 __all__ = ["POOL_BUSY_HINT", "Pool", "PoolStats"]
@@ -42,6 +42,10 @@ POOL_BUSY_HINT = (
     "deadline; nothing was sent, so it is safe to retry. Raise pool_size or "
     "RetryPolicy.deadline, or submit fewer messages at once."
 )
+
+
+#: The longest wait, in seconds, for the reply to the NOOP that checks an idle connection.
+NOOP_TIMEOUT = 10.0
 
 
 @dataclass
@@ -214,7 +218,10 @@ class Pool:
         if self._clock() - self._meta[conn].last_used >= self.idle_check:
             self.stats.checked += 1
             try:
-                reply = await conn.client.noop(timeout=min(self.params.timeout or 10.0, 10.0))
+                # Bounded by the call's deadline too, as every command of the attempt is: a
+                # server that does not answer must not hold the message past it.
+                check = min(self.params.timeout or NOOP_TIMEOUT, NOOP_TIMEOUT)
+                reply = await conn.client.noop(timeout=bound(check))
             except LOWER_ERRORS:
                 reply = None
             if reply is None or reply.code != 250:

@@ -87,6 +87,11 @@ class TokenBucket:
         self._tolerance = (burst - 1) * self._interval  # how far ahead a burst may run
         self._tat = -math.inf  # theoretical arrival time of the next acquisition
 
+    def delay(self) -> float:
+        """Seconds the next caller would wait for its slot (0 when free now); takes nothing."""
+        now = self._clock()
+        return max(0.0, max(self._tat, now) - self._tolerance - now)
+
     def reserve(self) -> float:
         """Take the next slot; return how many seconds to wait for it (0 when free now)."""
         now = self._clock()
@@ -95,7 +100,7 @@ class TokenBucket:
         return max(0.0, tat - self._tolerance - now)
 
     async def acquire(self) -> None:
-        """Wait until this caller may send."""
+        """Take the next slot and wait for it (with the ``sleep`` given, tests' own)."""
         wait = self.reserve()
         if wait > 0:
             await self._sleep(wait)

@@ -235,17 +235,16 @@ class Mailer:
 
     async def _acquire(self) -> Connection:
         if self.rate is not None:
-            wait = self.rate.reserve()
-            if wait > 0:
-                left = time_left()
-                if left is not None and wait > left:
-                    raise SMTPTimeout(
-                        f"the rate limit ({self.rate.rate:g}/s) would hold the message "
-                        f"{wait:.2f}s, more than the {left:.2f}s left of the deadline: "
-                        "it was not sent",
-                        hint=POOL_BUSY_HINT,
-                    )
-                await self.rate._sleep(wait)  # the bucket's own sleep (tests inject one)
+            wait, left = self.rate.delay(), time_left()
+            if left is not None and wait > left:
+                # No slot is taken for a message that will not use it.
+                raise SMTPTimeout(
+                    f"the rate limit ({self.rate.rate:g}/s) would hold the message "
+                    f"{wait:.2f}s, more than the {left:.2f}s left of the deadline: "
+                    "it was not sent",
+                    hint=POOL_BUSY_HINT,
+                )
+            await self.rate.acquire()  # no await since delay(): the same wait
         return await self._pool.acquire()
 
     async def _transaction(

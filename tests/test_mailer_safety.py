@@ -304,6 +304,9 @@ async def test_rate_limit_wait_beyond_the_deadline_fails_at_once() -> None:
             await mailer.send(_message(0), sender="a@s.test", recipients=["r0@r.test"])
             with pytest.raises(SMTPTimeout) as caught:
                 await mailer.send(_message(1), sender="a@s.test", recipients=["r1@r.test"])
+            # The refused message took no slot: the next one waits for the first's slot only.
+            assert mailer.rate is not None
+            assert mailer.rate.delay() <= 2.0
         assert srv.deliveries_to("r1@r.test") == 0
     assert "rate limit" in caught.value.message
     assert not caught.value.permanent

@@ -53,6 +53,17 @@ async def test_bucket_refills_while_idle_but_not_beyond_the_burst() -> None:
     assert [bucket.reserve() for _ in range(3)] == pytest.approx([0, 0, 0.5])
 
 
+def test_delay_says_the_wait_of_the_next_slot_without_taking_it() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(4, burst=2, clock=clock, sleep=clock.sleep)
+    assert [bucket.delay(), bucket.delay()] == [0, 0]  # nothing taken
+    assert [bucket.reserve(), bucket.reserve()] == [0, 0]
+    assert bucket.delay() == pytest.approx(0.25)
+    assert bucket.delay() == pytest.approx(0.25)
+    assert bucket.reserve() == pytest.approx(0.25)  # what delay() said
+    assert bucket.delay() == pytest.approx(0.5)
+
+
 async def test_bucket_serves_concurrent_callers_in_order() -> None:
     clock = FakeClock()
     slept: list[float] = []
