@@ -1,17 +1,18 @@
 """One mail transaction on an open connection, pipelined (RFC 2920) where the server allows it.
 
+:func:`pipelined_transaction` is a drop-in for the client's ``run_transaction`` (a
+``Connection`` and an ``Envelope``; never raises for the server or the network), which the
+pooled Mailer hands to the retry loop. Where the server does not advertise PIPELINING it *is*
+``run_transaction``: one command, then its reply, through aiosmtplib's command API.
+
 This is the one seam below aiosmtplib's command API. aiosmtplib's ``SMTPProtocol`` parses one
 reply per waiting command and drops reply bytes that arrive while no command waits, so it cannot
-read the replies to several commands written at once. :func:`run_pipelined` therefore takes
-the connection's transport for the length of one transaction: it installs its own protocol
-(:class:`_ReplyReader`, through the public ``transport.set_protocol``), writes the commands,
-reads exactly as many replies as it wrote commands, and hands the transport back to aiosmtplib's
-protocol afterwards (or, if the connection died meanwhile, tells aiosmtplib it did).
-
-With PIPELINING advertised (RFC 2920 section 3.1), MAIL, every RCPT and DATA go in one write and
-the replies are paired with the commands by count. Without it, the same code writes one command
-and reads its reply before the next, and stops early as RFC 5321 requires (no RCPT after a
-refused MAIL, no DATA when no recipient was accepted).
+read the replies to several commands written at once. A pipelined transaction therefore takes
+the connection's transport for its length: it installs its own protocol (:class:`_Channel`,
+through the public ``transport.set_protocol``), writes MAIL, every RCPT and DATA in one write
+(RFC 2920 section 3.1), reads exactly as many replies as it wrote commands, pairing them by
+count, and hands the transport back to aiosmtplib's protocol afterwards (or, if the connection
+died meanwhile, tells aiosmtplib it did).
 
 Every reply is checked. The cases pipelining adds:
 
@@ -28,14 +29,10 @@ Every reply is checked. The cases pipelining adds:
   :class:`~smtp_guard.errors.DeliveryUncertain`. Never ``transport.close()``: it would still
   send the buffer, final "." included, behind the back of a retry.
 
-Replies are parsed by :class:`ReplyParser` (sans-IO: bounded line and reply length, multi-line
-aware, any chunking), and turned into typed errors by the client's one mapping
+Replies are split by the sans-IO parser of :mod:`smtp_guard.replies` (the grammar of
+:func:`~smtp_guard.replies.parse_reply`; bounded line and reply length, any chunking), and
+turned into typed errors by the client's one mapping
 (:func:`smtp_guard.client._mapping.reply_error`).
-
-Two entry points: :func:`run_pipelined` (an ``aiosmtplib.SMTP`` and raw arguments; raises),
-and :func:`pipelined_transaction`, a drop-in for the client's ``run_transaction`` (a
-``Connection`` and an ``Envelope``; never raises for the server or the network), which the
-pooled Mailer hands to the retry loop.
 """
 
 from __future__ import annotations
@@ -43,14 +40,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import re
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 
 import aiosmtplib
 from aiosmtplib import SMTPResponse
-from aiosmtplib.protocol import normalize_message_line_endings
 
 from smtp_guard._enums import Phase
 from smtp_guard.client._connect import Connection, unsent_bytes
@@ -67,101 +62,24 @@ from smtp_guard.client._transaction import run_transaction as run_stepwise
 from smtp_guard.client._validate import Envelope
 from smtp_guard.errors import (
     DeliveryUncertain,
-    InvalidInput,
-    MessageTooLarge,
     ProtocolError,
     ReadTimeout,
-    RecipientsRefused,
     ReplyError,
     ServerDisconnected,
     SMTPGuardError,
     SMTPTimeout,
 )
+from smtp_guard.replies import _ReplyParser
 
-__all__ = [
-    "PipelinedResult",
-    "ReplyParser",
-    "pipelined_transaction",
-    "run_pipelined",
-]
+__all__ = ["pipelined_transaction"]
 
-#: Longest reply line accepted, in bytes (RFC 5321 section 4.5.3.1.5 says 512; servers exceed it).
-MAX_LINE_LENGTH = 8192
-#: Longest whole (multi-line) reply accepted, in bytes.
-MAX_REPLY_LENGTH = MAX_LINE_LENGTH * 4
-
-_REPLY_LINE = re.compile(rb"([2-5][0-9][0-9])([ -]|\r?$)")
-_PERIOD_AT_LINE_START = re.compile(rb"(?m)^\.")
-# Anything that would end the address on the command line, or start another command.
-_BAD_ADDRESS = re.compile(r"[\x00-\x20\x7f<>]")
 _ACCEPTED_RCPT = (250, 251)
 
 
-class ReplyParser:
-    """Sans-IO: split bytes from the server into SMTP replies, whatever the chunking.
-
-    ``feed(data)`` returns the replies completed by ``data`` (possibly none, possibly several),
-    each an ``aiosmtplib.SMTPResponse`` whose ``message`` is formed exactly as aiosmtplib forms
-    it (continuation lines joined with "\\n"), so errors built from it read the same.
-    Raises :class:`~smtp_guard.errors.ProtocolError` on a line without a 2xx-5xx code, lines of
-    one reply that disagree on the code, a line longer than :data:`MAX_LINE_LENGTH` or a reply
-    longer than :data:`MAX_REPLY_LENGTH`; after that the parser is unusable.
-    """
-
-    def __init__(
-        self, *, max_line: int = MAX_LINE_LENGTH, max_reply: int = MAX_REPLY_LENGTH
-    ) -> None:
-        self._max_line = max_line
-        self._max_reply = max_reply
-        self._buffer = bytearray()
-        self._code: int | None = None
-        self._lines: list[bytes] = []
-        self._reply_size = 0
-
-    @property
-    def pending(self) -> bool:
-        """Whether bytes of an unfinished reply are held."""
-        return bool(self._buffer or self._lines)
-
-    def feed(self, data: bytes) -> list[SMTPResponse]:
-        self._buffer.extend(data)
-        replies: list[SMTPResponse] = []
-        start = 0
-        while True:
-            end = self._buffer.find(b"\n", start)
-            if end == -1:
-                break
-            line = bytes(self._buffer[start : end + 1])
-            start = end + 1
-            reply = self._line(line)
-            if reply is not None:
-                replies.append(reply)
-        del self._buffer[:start]
-        if len(self._buffer) > self._max_line:
-            raise ProtocolError(f"reply line longer than {self._max_line} bytes")
-        return replies
-
-    def _line(self, line: bytes) -> SMTPResponse | None:
-        if len(line) > self._max_line:
-            raise ProtocolError(f"reply line longer than {self._max_line} bytes")
-        self._reply_size += len(line)
-        if self._reply_size > self._max_reply:
-            raise ProtocolError(f"reply longer than {self._max_reply} bytes")
-        match = _REPLY_LINE.match(line.rstrip(b"\n"))
-        if match is None:
-            shown = line[:60].decode("utf-8", "replace").strip()
-            raise ProtocolError(f"not an SMTP reply line: {shown!r}")
-        code = int(match.group(1))
-        if self._code is None:
-            self._code = code
-        elif code != self._code:
-            raise ProtocolError(f"reply lines disagree on the code: {self._code} then {code}")
-        self._lines.append(line[4:].strip(b" \t\r\n"))
-        if match.group(2) == b"-":
-            return None
-        reply = SMTPResponse(code, b"\n".join(self._lines).decode("utf-8", "surrogateescape"))
-        self._code, self._lines, self._reply_size = None, [], 0
-        return reply
+def _response(code: int, texts: list[str]) -> SMTPResponse:
+    """A parsed reply as aiosmtplib forms it (each line stripped, joined with "\\n"), so errors
+    built from it read exactly as those built from aiosmtplib's own replies."""
+    return SMTPResponse(code, "\n".join(text.strip(" \t\r\n") for text in texts))
 
 
 class _Expect:
@@ -198,7 +116,7 @@ class _Channel(asyncio.Protocol):
         self.smtp = smtp
         self.protocol = protocol
         self.transport = transport
-        self.parser = ReplyParser()
+        self.parser = _ReplyParser()
         self.pending: collections.deque[_Expect] = collections.deque()
         self.error: SMTPGuardError | None = None
         self.lost = False
@@ -216,7 +134,7 @@ class _Channel(asyncio.Protocol):
         if self.error is not None:
             return
         try:
-            replies = self.parser.feed(data)
+            replies = [_response(code, texts) for code, texts in self.parser.feed(data)]
         except ProtocolError as exc:
             replies = []
             self.error = exc
@@ -287,7 +205,12 @@ class _Channel(asyncio.Protocol):
     async def drain(self, timeout: float | None) -> None:
         """Wait until the transport takes more (bounded by ``timeout`` and the deadline)."""
         if self._paused and not self.lost:
-            self._drained = asyncio.get_running_loop().create_future()
+            # One future for every writer waiting (one transaction's content may still be
+            # draining when the next one's is written): a new one per call would strand the
+            # earlier waiter, which then timed out on a healthy connection. Shielded, so one
+            # waiter's timeout does not cancel the others' wait.
+            if self._drained is None or self._drained.done():
+                self._drained = asyncio.get_running_loop().create_future()
             try:
                 await asyncio.wait_for(asyncio.shield(self._drained), bound(timeout))
             except asyncio.TimeoutError:
@@ -362,63 +285,6 @@ def _detach(channel: _Channel, *, close: bool, content: bool = True) -> None:
         smtp.close()
 
 
-@dataclass(frozen=True)
-class PipelinedResult:
-    """What one completed :func:`run_pipelined` did: the message went to ``accepted``."""
-
-    accepted: tuple[str, ...]
-    #: Each recipient the server refused at RCPT, with its typed error.
-    refused: dict[str, ReplyError] = field(default_factory=dict)
-    #: The server's reply after the final ".".
-    response: SMTPResponse = field(default_factory=lambda: SMTPResponse(250, ""))
-    #: Whether MAIL, RCPT and DATA went in one write.
-    pipelined: bool = False
-
-    @property
-    def errors(self) -> dict[str, SMTPResponse]:
-        """Refused recipients as aiosmtplib reports them: address -> SMTPResponse."""
-        return {r: SMTPResponse(e.code, e.message) for r, e in self.refused.items()}
-
-
-def _address(value: str, what: str, encoding: str) -> bytes:
-    if not isinstance(value, str) or not value:
-        raise InvalidInput(f"{what} must be a non-empty address string, got {value!r}")
-    if _BAD_ADDRESS.search(value):
-        raise InvalidInput(
-            f"{what} {value!r} contains a space, control character or angle bracket; "
-            "pass the bare address (a@example.org)"
-        )
-    try:
-        return f"<{value}>".encode(encoding)
-    except UnicodeEncodeError:
-        raise InvalidInput(
-            f"{what} {value!r} is not ASCII: pass mail_options=['SMTPUTF8'] to a server "
-            "that supports SMTPUTF8"
-        ) from None
-
-
-def _options(options: Iterable[str], what: str) -> list[bytes]:
-    out = []
-    for option in options:
-        if not isinstance(option, str) or not option or _BAD_ADDRESS.search(option.strip("<>")):
-            raise InvalidInput(f"{what} option {option!r} is empty or contains a space or CR/LF")
-        try:
-            out.append(option.encode("ascii"))
-        except UnicodeEncodeError:
-            raise InvalidInput(f"{what} option {option!r} is not ASCII") from None
-    return out
-
-
-def _size_limit(smtp: aiosmtplib.SMTP) -> int | None:
-    if not smtp.supports_extension("size"):
-        return None
-    try:
-        limit = int(smtp.esmtp_extensions.get("size", "").strip() or 0)
-    except ValueError:
-        return None
-    return limit or None
-
-
 class _Transaction:
     """One transaction's view of a channel: its own writes and their replies, in order."""
 
@@ -477,87 +343,11 @@ class _Transaction:
             self.close = True
 
 
-async def run_pipelined(
-    smtp: aiosmtplib.SMTP,
-    sender: str,
-    recipients: Sequence[str],
-    message: bytes,
-    *,
-    mail_options: Iterable[str] = (),
-    rcpt_options: Iterable[str] = (),
-    pipelining: bool = True,
-    timeout: float | None = None,
-) -> PipelinedResult:
-    """Send one message on an open, greeted connection (EHLO done); pipelined if advertised.
-
-    ``message`` is the content as bytes (line endings are normalised and leading dots doubled
-    here, as aiosmtplib does). Returns a :class:`PipelinedResult` when the server accepted the
-    message for at least one recipient; the refused ones are in ``result.refused``.
-
-    Raises, with nothing delivered: :class:`~smtp_guard.errors.InvalidInput` (before any byte
-    is sent), the typed :class:`~smtp_guard.errors.ReplyError` for a refused MAIL, DATA or
-    message, :class:`~smtp_guard.errors.RecipientsRefused` when every recipient was refused,
-    :class:`~smtp_guard.errors.ServerDisconnected`, :class:`~smtp_guard.errors.ReadTimeout`,
-    :class:`~smtp_guard.errors.ProtocolError`. Raises
-    :class:`~smtp_guard.errors.DeliveryUncertain` when the final "." went out and no reply came.
-    The connection is left ready for the next transaction (RSET after a failure) or closed.
-    ``timeout`` bounds the wait for each reply (default: the connection's own ``timeout``).
-    The caller must not use ``smtp`` for anything else while this runs.
-    """
-    if isinstance(recipients, str):
-        recipients = [recipients]
-    recipients = list(recipients)
-    if not recipients:
-        raise InvalidInput("no recipients given")
-    if not isinstance(message, bytes | bytearray):
-        raise InvalidInput(f"message must be bytes, got {type(message).__name__}")
-    mail_opts = _options(mail_options, "MAIL")
-    rcpt_opts = _options(rcpt_options, "RCPT")
-    utf8 = any(o.lower() == b"smtputf8" for o in mail_opts)
-    encoding = "utf-8" if utf8 else "ascii"
-    mail_cmd_addr = _address(sender, "sender", encoding) if sender else b"<>"
-    rcpt_addrs = [_address(r, "recipient", encoding) for r in recipients]
-    if len(set(recipients)) != len(recipients):
-        raise InvalidInput("a recipient is listed twice; each must appear once")
-
-    if not smtp.is_connected:
-        raise ServerDisconnected("the connection is not open")
-    if smtp.is_ehlo_or_helo_needed:
-        raise InvalidInput("the connection has not been greeted (EHLO) yet")
-    if utf8 and not smtp.supports_extension("smtputf8"):
-        raise InvalidInput("mail_options has SMTPUTF8 but the server does not advertise it")
-
-    content = normalize_message_line_endings(bytes(message))
-    limit = _size_limit(smtp)
-    if limit is not None:
-        if len(content) > limit:
-            raise MessageTooLarge(
-                552,
-                f"5.3.4 Message of {len(content)} bytes is over the server's SIZE {limit}",
-                enhanced="5.3.4",
-                phase=Phase.MAIL,
-                sender=sender,
-                permanent=True,
-            )
-        mail_opts.insert(0, f"SIZE={len(content)}".encode("ascii"))
-    payload = _PERIOD_AT_LINE_START.sub(b"..", content) + b".\r\n"
-
-    pipelined = pipelining and smtp.supports_extension("pipelining")
-    mail_cmd = b" ".join([b"MAIL FROM:" + mail_cmd_addr, *mail_opts]) + b"\r\n"
-    rcpt_cmds = [b" ".join([b"RCPT TO:" + a, *rcpt_opts]) + b"\r\n" for a in rcpt_addrs]
-
-    envelope = _Envelope(sender, recipients, mail_cmd, rcpt_cmds, payload)
-    async with _owning(smtp, timeout) as tx:
-        accepted, refused = await _envelope(tx, envelope, pipelined=pipelined)
-        final = await _content(tx, envelope)
-    return PipelinedResult(tuple(accepted), refused, final, pipelined)
-
-
 @contextlib.asynccontextmanager
-async def _owning(smtp: aiosmtplib.SMTP, timeout: float | None) -> AsyncIterator[_Transaction]:
-    """Attach one transaction to ``smtp``'s channel for its length, then detach."""
-    channel = _attach(smtp)
-    tx = _Transaction(channel, smtp.timeout if timeout is None else timeout)
+async def _owning(conn: Connection) -> AsyncIterator[_Transaction]:
+    """Attach one transaction to the connection's channel for its length, then detach."""
+    channel = _attach(conn.client)
+    tx = _Transaction(channel, conn.client.timeout)
     try:
         yield tx
     except SMTPGuardError:
@@ -569,22 +359,31 @@ async def _owning(smtp: aiosmtplib.SMTP, timeout: float | None) -> AsyncIterator
         _detach(channel, close=tx.close, content=tx.content)
 
 
-async def _envelope(tx: _Transaction, env: _Envelope, *, pipelined: bool) -> _Outcome:
-    if pipelined:
-        return await _envelope_pipelined(tx, env)
-    return await _envelope_stepwise(tx, env)
-
-
-_Outcome = tuple[list[str], dict[str, ReplyError]]
-
-
 @dataclass(frozen=True)
 class _Envelope:
+    """One transaction's commands and content, as bytes on the wire."""
+
     sender: str
-    recipients: list[str]
+    recipients: tuple[str, ...]
     mail_cmd: bytes
     rcpt_cmds: list[bytes]
     payload: bytes
+
+    @classmethod
+    def of(cls, envelope: Envelope, rcpts: tuple[str, ...], prepared: Prepared) -> _Envelope:
+        sender = f"<{envelope.sender}>".encode(prepared.encoding)
+        mail_opts = [o.encode("ascii") for o in prepared.mail_options]
+        rcpt_opts = [o.encode("ascii") for o in envelope.rcpt_options]
+        return cls(
+            envelope.sender,
+            rcpts,
+            b" ".join([b"MAIL FROM:" + sender, *mail_opts]) + b"\r\n",
+            [
+                b" ".join([b"RCPT TO:" + f"<{r}>".encode(prepared.encoding), *rcpt_opts]) + b"\r\n"
+                for r in rcpts
+            ],
+            prepared.data,
+        )
 
     def error(
         self, reply: SMTPResponse, phase: Phase, recipient: str | None = None
@@ -605,8 +404,13 @@ async def _rcpt_reply(tx: _Transaction, env: _Envelope, recipient: str) -> None:
     tx.refused[recipient] = error
 
 
-async def _envelope_pipelined(tx: _Transaction, env: _Envelope) -> _Outcome:
-    """MAIL, every RCPT and DATA in one write; then their replies, paired by count."""
+async def _envelope(tx: _Transaction, env: _Envelope) -> bool:
+    """MAIL, every RCPT and DATA in one write; then their replies, paired by count.
+
+    True when DATA got its 354 and the message is to follow. False when every recipient was
+    refused (their errors are in ``tx.refused``). Raises the typed error that ends the
+    transaction otherwise (MAIL or DATA refused, 421, the connection lost).
+    """
     tx.write(env.mail_cmd + b"".join(env.rcpt_cmds) + b"DATA\r\n", 2 + len(env.rcpt_cmds))
     mail = await tx.reply(Phase.MAIL)
     if mail.code == 421:
@@ -628,39 +432,15 @@ async def _envelope_pipelined(tx: _Transaction, env: _Envelope) -> _Outcome:
             tx.accepted.clear()
             tx.refused.clear()
             raise env.error(mail, Phase.MAIL)
-        raise RecipientsRefused(tx.refused)
+        return False
     if data.code != 354:
         await tx.reset()
         raise env.error(data, Phase.DATA)
-    return tx.accepted, tx.refused
-
-
-async def _envelope_stepwise(tx: _Transaction, env: _Envelope) -> _Outcome:
-    """One command, then its reply, then the next (no PIPELINING): stop as soon as it fails."""
-    tx.write(env.mail_cmd)
-    mail = await tx.reply(Phase.MAIL)
-    if mail.code != 250:
-        await tx.reset()
-        raise env.error(mail, Phase.MAIL)
-    for recipient, cmd in zip(env.recipients, env.rcpt_cmds, strict=True):
-        tx.write(cmd)
-        await _rcpt_reply(tx, env, recipient)
-    if not tx.accepted:
-        await tx.reset()
-        raise RecipientsRefused(tx.refused)
-    tx.write(b"DATA\r\n")
-    data = await tx.reply(Phase.DATA)
-    if data.code != 354:
-        await tx.reset()
-        raise env.error(data, Phase.DATA)
-    return tx.accepted, tx.refused
+    return True
 
 
 async def _content(
-    tx: _Transaction,
-    env: _Envelope,
-    sent: Callable[[], None] | None = None,
-    conn: Connection | None = None,
+    tx: _Transaction, env: _Envelope, conn: Connection, sent: Callable[[], None] | None
 ) -> SMTPResponse:
     """Write the message and its final "."; from here on a lost reply is DeliveryUncertain.
 
@@ -668,11 +448,10 @@ async def _content(
     connection may then carry the next transaction's commands (RFC 2920 3.1).
     """
     channel = tx.channel
-    if conn is not None:
-        short = short_of_time(conn)
-        if short is not None:
-            tx.close = True  # 354 came: only closing the connection ends the data unsent
-            raise short
+    short = short_of_time(conn)
+    if short is not None:
+        tx.close = True  # 354 came: only closing the connection ends the data unsent
+        raise short
     tx.content = True
     tx.write(env.payload)
     end = channel.written  # the final ".\r\n" is the 3 bytes before this offset
@@ -728,7 +507,7 @@ def _dot_unsent(channel: _Channel, end: int) -> bool:
 
 
 def _timed_out(
-    channel: _Channel, end: int, exc: SMTPTimeout, accepted: Sequence[str]
+    channel: _Channel, end: int, exc: SMTPTimeout, accepted: list[str]
 ) -> SMTPGuardError:
     """The error for a timeout while the message was going out (the connection is aborted):
     retryable if the final "." never left, else :class:`DeliveryUncertain`."""
@@ -773,30 +552,17 @@ async def pipelined_transaction(
     result = TransactionResult(rcpts)
     if prepared is None:
         prepared = prepare_message(conn, envelope)
-    sender = f"<{envelope.sender}>".encode(prepared.encoding)
-    rcpt_opts = [o.encode("ascii") for o in envelope.rcpt_options]
-    env = _Envelope(
-        envelope.sender,
-        list(rcpts),
-        b" ".join([b"MAIL FROM:" + sender, *(o.encode("ascii") for o in prepared.mail_options)])
-        + b"\r\n",
-        [
-            b" ".join([b"RCPT TO:" + f"<{r}>".encode(prepared.encoding), *rcpt_opts]) + b"\r\n"
-            for r in rcpts
-        ],
-        prepared.data,
-    )
+    env = _Envelope.of(envelope, rcpts, prepared)
     result.error = short_of_time(conn)
     if result.error is not None:
         result.not_attempted = rcpts
         return result
     tx: _Transaction | None = None
     try:
-        async with _owning(conn.client, None) as tx:
-            await _envelope_pipelined(tx, env)
-            result.response = await _content(tx, env, content_sent, conn)
-    except RecipientsRefused:
-        pass  # every recipient refused: their errors are in ``refused``, no overall error
+        async with _owning(conn) as tx:
+            # Every recipient refused: their errors are in ``refused``, no overall error.
+            if await _envelope(tx, env):
+                result.response = await _content(tx, env, conn, content_sent)
     except SMTPGuardError as exc:
         result.error = exc
     if tx is not None:

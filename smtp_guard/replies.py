@@ -171,7 +171,100 @@ def parse_retry_after(text: str) -> float | None:
 
 # --------------------------------------------------------------------------- replies
 
-_LINE = re.compile(r"(\d{3})(?:([ \-])(.*)|$)", re.DOTALL)
+#: One line of a reply (RFC 5321 section 4.2), its line ending taken off: a three-digit code,
+#: then "-" when more lines of the reply follow, else a space or nothing; then the text.
+_LINE = re.compile(r"([0-9]{3})(?:([ \-])(.*)|$)", re.DOTALL)
+
+#: Longest reply line read from a server, in bytes (RFC 5321 4.5.3.1.5 says 512; some exceed it).
+MAX_LINE_LENGTH = 8192
+#: Longest whole (multi-line) reply read from a server, in bytes.
+MAX_REPLY_LENGTH = MAX_LINE_LENGTH * 4
+
+
+def _reply_line(line: str, number: int, code: int | None) -> tuple[int, str, bool]:
+    """The grammar of one reply line (its ending taken off): ``(code, text, last)``.
+
+    ``number`` is the line's number in its reply, ``code`` the code of the reply's earlier
+    lines (None for its first line). ``last``: no "-" follows the code. Raises ProtocolError
+    for a line without a three-digit code, a first code outside 200-599, or a code that
+    differs from the earlier lines'.
+    """
+    match = _LINE.match(line)
+    if match is None:
+        raise ProtocolError(f"reply line {number} has no three-digit reply code: {line[:60]!r}")
+    found = int(match.group(1))
+    if code is None and not 200 <= found <= 599:
+        raise ProtocolError(f"reply code {found} is outside 200-599")
+    if code is not None and found != code:
+        raise ProtocolError(f"reply lines disagree on the code: {code} then {found}")
+    return found, match.group(3) or "", match.group(2) != "-"
+
+
+class _ReplyParser:
+    """Sans-IO: split the bytes a server sends into replies, whatever their chunking.
+
+    The reader of a pipelined transaction (:mod:`smtp_guard._pipelining`) feeds it what
+    arrives; :meth:`feed` returns the replies that bytes completed (none, one or several),
+    each as ``(code, texts)``: the text of each line after its code and separator, without the
+    line ending. A line ends at "\n" ("\r\n" or bare "\n"); a reply at a line without "-"
+    after its code. Lines are decoded as UTF-8, other bytes kept as surrogate escapes (as
+    aiosmtplib does, so the server's text is never lost or altered).
+
+    The grammar of a line is :func:`parse_reply`'s. Raises ProtocolError for what is not a
+    reply (see :func:`_reply_line`), a line longer than ``max_line`` or a reply longer than
+    ``max_reply`` bytes; the parser is unusable after that.
+    """
+
+    def __init__(
+        self, *, max_line: int = MAX_LINE_LENGTH, max_reply: int = MAX_REPLY_LENGTH
+    ) -> None:
+        self._max_line = max_line
+        self._max_reply = max_reply
+        self._buffer = bytearray()
+        self._code: int | None = None
+        self._texts: list[str] = []
+        self._size = 0
+
+    @property
+    def pending(self) -> bool:
+        """Whether bytes of an unfinished reply are held."""
+        return bool(self._buffer or self._texts)
+
+    def feed(self, data: bytes) -> list[tuple[int, list[str]]]:
+        """The replies completed by ``data``, in order."""
+        self._buffer.extend(data)
+        replies: list[tuple[int, list[str]]] = []
+        start = 0
+        while True:
+            end = self._buffer.find(b"\n", start)
+            if end == -1:
+                break
+            reply = self._line(bytes(self._buffer[start:end]), end + 1 - start)
+            start = end + 1
+            if reply is not None:
+                replies.append(reply)
+        del self._buffer[:start]
+        if len(self._buffer) > self._max_line:
+            raise ProtocolError(f"reply line longer than {self._max_line} bytes")
+        return replies
+
+    def _line(self, raw: bytes, size: int) -> tuple[int, list[str]] | None:
+        if size > self._max_line:
+            raise ProtocolError(f"reply line longer than {self._max_line} bytes")
+        self._size += size
+        if self._size > self._max_reply:
+            raise ProtocolError(f"reply longer than {self._max_reply} bytes")
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        line = raw.decode("utf-8", "surrogateescape")
+        code, text, last = _reply_line(line, len(self._texts) + 1, self._code)
+        self._texts.append(text)
+        if not last:
+            self._code = code
+            return None
+        texts = self._texts
+        self._code, self._texts, self._size = None, [], 0
+        return code, texts
 
 
 def _decode(raw: bytes) -> str:
@@ -188,9 +281,10 @@ def parse_reply(raw: bytes | bytearray | str) -> Reply:
     >>> reply.code, reply.enhanced, reply.text
     (550, '5.1.1', 'No such user\\nCheck the address')
 
-    Raises ProtocolError when the input is not a reply: empty, a line without a three-digit
-    code, a code outside 200-599, lines that disagree on the code, or over
-    :data:`MAX_REPLY_CHARS`.
+    Every line is taken as a line of this one reply, whatever its separator says (text pasted
+    by people often has "550 " on each line); any line ending (CRLF, LF, CR) will do. Raises
+    ProtocolError when the input is not a reply: empty, a line without a three-digit code, a
+    code outside 200-599, lines that disagree on the code, or over :data:`MAX_REPLY_CHARS`.
     """
     if isinstance(raw, (bytes, bytearray, memoryview)):
         raw = _decode(bytes(raw))
@@ -205,20 +299,11 @@ def parse_reply(raw: bytes | bytearray | str) -> Reply:
         lines.pop()
     if not lines:
         raise ProtocolError("empty reply: no reply code received")
-    codes: list[int] = []
+    code: int | None = None
     texts: list[str] = []
     for number, line in enumerate(lines, start=1):
-        match = _LINE.match(line)
-        if match is None:
-            shown = line[:60]
-            raise ProtocolError(f"reply line {number} has no three-digit reply code: {shown!r}")
-        codes.append(int(match.group(1)))
-        texts.append(match.group(3) or "")
-    code = codes[0]
-    if not 200 <= code <= 599:
-        raise ProtocolError(f"reply code {code} is outside 200-599")
-    for other in codes:
-        if other != code:
-            raise ProtocolError(f"reply lines disagree on the code: {code} then {other}")
+        code, text, _ = _reply_line(line, number, code)
+        texts.append(text)
+    assert code is not None  # noqa: S101 (there is at least one line)
     enhanced, text = split_enhanced("\n".join(texts))
     return Reply(code, enhanced, text, parse_retry_after(text))

@@ -13,36 +13,43 @@ from dataclasses import dataclass, field
 
 import aiosmtplib
 import pytest
+from _helpers import CLIENT_NAME, connection, loopback_server, port_of
 from aiosmtpd.smtp import SMTP as AiosmtpdSMTP
 from hypothesis import given
 from hypothesis import strategies as st
 
 from smtp_guard._enums import Phase
-from smtp_guard._pipelining import ReplyParser, pipelined_transaction, run_pipelined
+from smtp_guard._pipelining import _Channel, _response, pipelined_transaction
 from smtp_guard.client._connect import Connection, ConnectParams, open_connection
 from smtp_guard.client._deadline import deadline_in
+from smtp_guard.client._transaction import TransactionResult
 from smtp_guard.client._validate import make_envelope
 from smtp_guard.errors import (
     DeliveryUncertain,
-    InvalidInput,
+    ExtensionNotSupported,
     MailboxNotFound,
     MailboxUnavailable,
     MessageTooLarge,
     PermanentError,
     ProtocolError,
     ReadTimeout,
-    RecipientsRefused,
     ReplyError,
     ServerDisconnected,
+    SMTPGuardError,
     SMTPTimeout,
     TransientError,
 )
 from smtp_guard.mailer import Mailer
+from smtp_guard.policy import RetryPolicy
+from smtp_guard.replies import _ReplyParser
 from smtp_guard.testing.server import FaultServer
 
 MESSAGE = b"From: a@sender.test\r\nTo: b@rcpt.test\r\nSubject: hi\r\n\r\nHello.\r\n"
+#: The wait for each reply of a transaction in which the peer stalls (it stalls for an hour);
+#: connecting and EHLO get a generous timeout, so no phase before the stall can time out.
+STALLED = 0.5
 
-# --------------------------------------------------------------------------- ReplyParser
+# --------------------------------------------------------------------------- reply parsing
 
 REPLIES = (
     b"250 2.1.0 Ok\r\n"
@@ -61,10 +68,11 @@ EXPECTED = [
 
 
 def _feed_in(chunks: list[bytes]) -> list[aiosmtplib.SMTPResponse]:
-    parser = ReplyParser()
+    """What the pipelined reader makes of ``chunks``: replies as aiosmtplib forms them."""
+    parser = _ReplyParser()
     out: list[aiosmtplib.SMTPResponse] = []
     for chunk in chunks:
-        out += parser.feed(chunk)
+        out += [_response(code, texts) for code, texts in parser.feed(chunk)]
     assert not parser.pending
     return out
 
@@ -84,19 +92,18 @@ def test_parser_any_chunking_gives_the_same_replies(cuts: list[int]) -> None:
 def test_parser_matches_aiosmtplib_message_form() -> None:
     # aiosmtplib strips each line and joins continuation lines with "\n"; errors built from
     # our replies must read exactly like errors built from aiosmtplib's.
-    parser = ReplyParser()
-    (reply,) = parser.feed(b"250-  a \t\r\n250 b  \r\n")
-    assert reply == aiosmtplib.SMTPResponse(250, "a\nb")
+    assert _feed_in([b"250-  a \t\r\n250 b  \r\n"]) == [aiosmtplib.SMTPResponse(250, "a\nb")]
 
 
 @pytest.mark.parametrize(
     ("data", "words"),
     [
-        (b"hello\r\n", "not an SMTP reply line"),
-        (b"99 x\r\n", "not an SMTP reply line"),
-        (b"600 out of range\r\n", "not an SMTP reply line"),
-        (b"250x no separator\r\n", "not an SMTP reply line"),
-        (b"250-a\r\n550 b\r\n", "disagree"),
+        (b"hello\r\n", "line 1 has no three-digit reply code"),
+        (b"99 x\r\n", "line 1 has no three-digit reply code"),
+        (b"600 out of range\r\n", "outside 200-599"),
+        (b"250x no separator\r\n", "line 1 has no three-digit reply code"),
+        (b"250-a\r\n550 b\r\n", "disagree on the code: 250 then 550"),
+        (b"250-a\r\nb\r\n", "line 2 has no three-digit reply code"),
         (b"250 " + b"x" * 9000 + b"\r\n", "longer than"),
         (b"250 " + b"x" * 9000, "longer than"),
         (b"250-xxxxxxxxxx\r\n" * 3000, "reply longer than"),
@@ -104,7 +111,7 @@ def test_parser_matches_aiosmtplib_message_form() -> None:
 )
 def test_parser_refuses_what_is_not_smtp(data: bytes, words: str) -> None:
     with pytest.raises(ProtocolError, match=words):
-        ReplyParser().feed(data)
+        _ReplyParser().feed(data)
 
 
 # --------------------------------------------------------------------------- scripted raw peer
@@ -124,11 +131,14 @@ class Peer:
     """
 
     pipelining: bool = True
+    #: offer PIPELINING in EHLO (default: when ``pipelining``)
+    advertise: bool | None = None
     chunk: int | None = None  # None: all pending replies in one write
     mail: Reply = b"250 2.1.0 Ok\r\n"
     rcpt: Reply = b"250 2.1.5 Ok\r\n"
     data: Reply = b"354 End data with <CR><LF>.<CR><LF>\r\n"
     final: Reply = b"250 2.0.0 Ok: queued as ABC\r\n"
+    noop: Reply = b"250 2.0.0 Ok\r\n"
     commands: list[bytes] = field(default_factory=list)
     contents: list[bytes] = field(default_factory=list)
     batched_without_pipelining: int = 0
@@ -203,9 +213,15 @@ class Peer:
 
     def _reply_for(self, verb: bytes, line: bytes) -> bytes:
         if verb == b"EHLO":
-            ext = b"250-PIPELINING\r\n" if self.pipelining else b""
+            offer = self.pipelining if self.advertise is None else self.advertise
+            ext = b"250-PIPELINING\r\n" if offer else b""
             return b"250-peer.test\r\n250-SIZE 100000\r\n" + ext + b"250 8BITMIME\r\n"
-        scripted = {b"MAIL": self.mail, b"RCPT": self.rcpt, b"DATA": self.data}.get(verb)
+        scripted = {
+            b"MAIL": self.mail,
+            b"RCPT": self.rcpt,
+            b"DATA": self.data,
+            b"NOOP": self.noop,
+        }.get(verb)
         return b"250 Ok\r\n" if scripted is None else self._answer(scripted, line)
 
     async def _content(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
@@ -259,15 +275,32 @@ async def serve(peer: Peer) -> AsyncIterator[Peer]:
 
 
 @contextlib.asynccontextmanager
-async def connected(peer: Peer, timeout: float = 5.0) -> AsyncIterator[aiosmtplib.SMTP]:
+async def connected(peer: Peer) -> AsyncIterator[Connection]:
+    """A ready connection (the client's ``open_connection``) to ``peer``, served for the block."""
     async with serve(peer):
-        smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=peer.port, timeout=timeout)
-        await smtp.connect(start_tls=False)
-        await smtp.ehlo()
+        params = ConnectParams(
+            hostname="127.0.0.1", port=peer.port, local_hostname=CLIENT_NAME, timeout=30
+        )
+        conn = await open_connection(params)
         try:
-            yield smtp
+            yield conn
         finally:
-            smtp.close()
+            await conn.close()
+
+
+async def transaction(
+    conn: Connection,
+    recipients: list[str],
+    message: bytes = MESSAGE,
+    *,
+    sender: str = "a@s.test",
+    timeout: float | None = None,
+) -> TransactionResult:
+    """One transaction as the Mailer runs it. ``timeout``: the wait for each of its replies,
+    for a peer that stalls in it (connecting and EHLO had a generous one)."""
+    if timeout is not None:
+        conn.client.timeout = timeout
+    return await pipelined_transaction(conn, make_envelope(message, sender, recipients))
 
 
 def _verbs(peer: Peer) -> list[bytes]:
@@ -282,40 +315,29 @@ def _verbs(peer: Peer) -> list[bytes]:
 async def test_transaction_delivers_whatever_the_chunking(
     pipelining: bool, chunk: int | None
 ) -> None:
+    # With pipelining, the peer answers MAIL/RCPT only once DATA came: only a client that
+    # pipelines gets through. Without, it notes a command that came before the last's reply.
     peer = Peer(pipelining=pipelining, chunk=chunk)
-    async with connected(peer) as smtp:
-        result = await run_pipelined(smtp, "a@sender.test", ["b@rcpt.test", "c@rcpt.test"], MESSAGE)
-        assert result.accepted == ("b@rcpt.test", "c@rcpt.test")
+    async with connected(peer) as conn:
+        result = await transaction(conn, ["b@rcpt.test", "c@rcpt.test"], sender="a@sender.test")
+        assert result.error is None
+        assert result.delivered == ("b@rcpt.test", "c@rcpt.test")
         assert result.refused == {}
-        assert result.pipelined is pipelining
         assert result.response == aiosmtplib.SMTPResponse(250, "2.0.0 Ok: queued as ABC")
         # the connection went back to aiosmtplib in a usable state
-        assert (await smtp.noop()).code == 250
+        assert (await conn.client.noop()).code == 250
     assert peer.contents == [MESSAGE + b".\r\n"]
     assert peer.batched_without_pipelining == 0
     assert _verbs(peer)[1:5] == [b"MAIL", b"RCPT", b"RCPT", b"DATA"]
     assert peer.commands[1] == b"MAIL FROM:<a@sender.test> SIZE=%d\r\n" % len(MESSAGE)
 
 
-async def test_pipelining_off_sends_one_command_at_a_time_even_if_advertised() -> None:
-    peer = Peer(pipelining=True)
-
-    async def never_pipelined() -> None:
-        async with connected(peer, timeout=0.5) as smtp:
-            await run_pipelined(smtp, "a@s.test", ["b@r.test"], MESSAGE, pipelining=False)
-
-    # The peer answers MAIL only once DATA came, so a non-pipelining client waits in vain.
-    with pytest.raises(ReadTimeout):
-        await never_pipelined()
-    assert _verbs(peer)[1:] == [b"MAIL"]
-
-
 async def test_two_transactions_on_one_connection_and_dot_stuffing() -> None:
     peer = Peer()
     body = b"Subject: dots\r\n\r\n.leading dot\r\n..two\r\nlone\n.\nend"
-    async with connected(peer) as smtp:
-        await run_pipelined(smtp, "a@s.test", ["b@r.test"], body)
-        await run_pipelined(smtp, "a@s.test", ["c@r.test"], MESSAGE)
+    async with connected(peer) as conn:
+        assert (await transaction(conn, ["b@r.test"], body)).delivered == ("b@r.test",)
+        assert (await transaction(conn, ["c@r.test"])).delivered == ("c@r.test",)
     assert peer.contents[0] == (
         b"Subject: dots\r\n\r\n..leading dot\r\n...two\r\nlone\r\n..\r\nend\r\n.\r\n"
     )
@@ -333,19 +355,19 @@ async def test_mixed_recipients_go_to_the_accepted_ones(pipelining: bool) -> Non
         if b"later@" in line
         else b"250 Ok\r\n"
     )
-    async with connected(peer) as smtp:
-        result = await run_pipelined(
-            smtp, "a@s.test", ["nobody@r.test", "ok@r.test", "later@r.test"], MESSAGE
-        )
-    assert result.accepted == ("ok@r.test",)
+    async with connected(peer) as conn:
+        result = await transaction(conn, ["nobody@r.test", "ok@r.test", "later@r.test"])
+    assert result.error is None
+    assert result.delivered == ("ok@r.test",)
     assert set(result.refused) == {"nobody@r.test", "later@r.test"}
     nobody = result.refused["nobody@r.test"]
     assert isinstance(nobody, PermanentError)
     assert isinstance(nobody, MailboxUnavailable)
     assert isinstance(nobody, aiosmtplib.SMTPRecipientRefused)
     assert (nobody.code, nobody.recipient, nobody.phase) == (550, "nobody@r.test", Phase.RCPT)
+    assert nobody.message == "5.1.1 <nobody@r.test>: User unknown"  # as aiosmtplib forms it
     assert isinstance(result.refused["later@r.test"], TransientError)
-    assert result.errors["nobody@r.test"] == (550, "5.1.1 <nobody@r.test>: User unknown")
+    assert result.owed == ("later@r.test",)
     assert len(peer.contents) == 1
 
 
@@ -353,112 +375,120 @@ async def test_all_recipients_refused_but_data_accepted_sends_a_lone_dot() -> No
     # RFC 2920 3.1: the server may answer 354 to a pipelined DATA even though every RCPT
     # failed; the client then sends "." alone and the transaction fails.
     peer = Peer(rcpt=b"550 5.1.1 User unknown\r\n", final=b"554 5.5.1 No valid recipients\r\n")
-    async with connected(peer) as smtp:
-        with pytest.raises(RecipientsRefused) as caught:
-            await run_pipelined(smtp, "a@s.test", ["x@r.test", "y@r.test"], MESSAGE)
-        assert (await smtp.noop()).code == 250  # still usable
+    async with connected(peer) as conn:
+        result = await transaction(conn, ["x@r.test", "y@r.test"])
+        assert (await conn.client.noop()).code == 250  # still usable
     assert peer.contents == [b".\r\n"]  # no message content went out
-    assert isinstance(caught.value, aiosmtplib.SMTPRecipientsRefused)
-    assert set(caught.value.refused) == {"x@r.test", "y@r.test"}
-    assert all(isinstance(e, MailboxUnavailable) for e in caught.value.refused.values())
-    assert caught.value.permanent
+    assert result.error is None  # the refusals are per recipient
+    assert result.delivered == ()
+    assert set(result.refused) == {"x@r.test", "y@r.test"}
+    assert all(isinstance(e, MailboxUnavailable) for e in result.refused.values())
+    assert all(e.permanent for e in result.refused.values())
 
 
 async def test_all_refused_and_data_refused_resets_the_envelope() -> None:
     peer = Peer(rcpt=b"550 5.1.1 User unknown\r\n", data=b"554 5.5.1 No valid recipients\r\n")
-    async with connected(peer) as smtp:
-        with pytest.raises(RecipientsRefused):
-            await run_pipelined(smtp, "a@s.test", ["x@r.test"], MESSAGE)
+    async with connected(peer) as conn:
+        result = await transaction(conn, ["x@r.test"])
+    assert set(result.refused) == {"x@r.test"}
+    assert result.delivered == ()
     assert peer.contents == []
     assert b"RSET" in _verbs(peer)
 
 
 async def test_refused_sender_fails_the_transaction_even_if_data_got_354() -> None:
     peer = Peer(mail=b"553 5.1.8 Sender address rejected\r\n", rcpt=b"503 5.5.1 need MAIL\r\n")
-    async with connected(peer) as smtp:
-        with pytest.raises(ReplyError) as caught:
-            await run_pipelined(smtp, "a@s.test", ["x@r.test"], MESSAGE)
-    err = caught.value
+    async with connected(peer) as conn:
+        result = await transaction(conn, ["x@r.test"])
+    err = result.error
+    assert isinstance(err, ReplyError)
     assert (err.code, err.phase, err.sender) == (553, Phase.MAIL, "a@s.test")
     assert isinstance(err, aiosmtplib.SMTPSenderRefused)
+    assert result.refused == {}  # the 503s to RCPT after a refused MAIL count for nothing
+    assert result.not_attempted == ("x@r.test",)
     assert peer.contents == [b".\r\n"]
 
 
 @pytest.mark.parametrize("pipelining", [True, False])
 async def test_refused_sender_stops_before_rcpt_without_pipelining(pipelining: bool) -> None:
     peer = Peer(pipelining=pipelining, mail=b"451 4.3.0 try again\r\n", data=b"503 5.5.1 x\r\n")
-    async with connected(peer) as smtp:
-        with pytest.raises(TransientError):
-            await run_pipelined(smtp, "a@s.test", ["x@r.test"], MESSAGE)
-        assert smtp.is_connected
+    async with connected(peer) as conn:
+        result = await transaction(conn, ["x@r.test"])
+        assert conn.is_connected
+    assert isinstance(result.error, TransientError)
     expected = [b"MAIL", b"RCPT", b"DATA", b"RSET"] if pipelining else [b"MAIL", b"RSET"]
-    assert _verbs(peer)[1:] == expected
+    assert _verbs(peer)[1 : len(expected) + 1] == expected
 
 
 async def test_data_refused_after_accepted_recipients() -> None:
     peer = Peer(data=b"451 4.3.0 Local error\r\n")
-    async with connected(peer) as smtp:
-        with pytest.raises(TransientError) as caught:
-            await run_pipelined(smtp, "a@s.test", ["x@r.test"], MESSAGE)
-    assert (caught.value.code, caught.value.phase) == (451, Phase.DATA)
+    async with connected(peer) as conn:
+        result = await transaction(conn, ["x@r.test"])
+    assert isinstance(result.error, TransientError)
+    assert (result.error.code, result.error.phase) == (451, Phase.DATA)
+    assert result.delivered == ()
     assert peer.contents == []
 
 
 async def test_message_refused_after_the_dot() -> None:
     peer = Peer(final=b"552 5.3.4 Message too big for system\r\n")
-    async with connected(peer) as smtp:
-        with pytest.raises(MessageTooLarge) as caught:
-            await run_pipelined(smtp, "a@s.test", ["x@r.test"], MESSAGE)
-        assert smtp.is_connected
-    assert caught.value.phase is Phase.MESSAGE
+    async with connected(peer) as conn:
+        result = await transaction(conn, ["x@r.test"])
+        assert conn.is_connected
+    assert isinstance(result.error, MessageTooLarge)
+    assert result.error.phase is Phase.MESSAGE
+    assert result.delivered == ()
 
 
 @pytest.mark.parametrize("pipelining", [True, False])
 async def test_421_at_rcpt_closes_and_keeps_the_reply(pipelining: bool) -> None:
     peer = Peer(pipelining=pipelining, rcpt=b"421 4.7.0 Too many connections, closing\r\n")
-    async with connected(peer) as smtp:
-        with pytest.raises(TransientError) as caught:
-            await run_pipelined(smtp, "a@s.test", ["x@r.test", "y@r.test"], MESSAGE)
-        assert not smtp.is_connected
-    assert caught.value.code == 421
-    assert "Too many connections" in caught.value.message
+    async with connected(peer) as conn:
+        result = await transaction(conn, ["x@r.test", "y@r.test"])
+        assert not conn.is_connected
+    assert isinstance(result.error, TransientError)
+    assert result.error.code == 421
+    assert "Too many connections" in result.error.message
     assert peer.contents == []
 
 
 async def test_drop_before_replies_is_a_disconnect_not_uncertain() -> None:
     peer = Peer(rcpt=DROP)
-    async with connected(peer) as smtp:
-        with pytest.raises(ServerDisconnected):
-            await run_pipelined(smtp, "a@s.test", ["x@r.test"], MESSAGE)
-        assert not smtp.is_connected
+    async with connected(peer) as conn:
+        result = await transaction(conn, ["x@r.test"])
+        assert not conn.is_connected
         with pytest.raises(aiosmtplib.SMTPServerDisconnected):
-            await smtp.noop()
+            await conn.client.noop()
+    assert isinstance(result.error, ServerDisconnected)
+    assert not isinstance(result.error, DeliveryUncertain)
 
 
 async def test_drop_after_the_final_dot_is_uncertain() -> None:
     peer = Peer(final=DROP)
-    async with connected(peer) as smtp:
-        with pytest.raises(DeliveryUncertain) as caught:
-            await run_pipelined(smtp, "a@s.test", ["x@r.test", "y@r.test"], MESSAGE)
-        assert not smtp.is_connected
-    assert caught.value.recipients == ("x@r.test", "y@r.test")
+    async with connected(peer) as conn:
+        result = await transaction(conn, ["x@r.test", "y@r.test"])
+        assert not conn.is_connected
+    error = result.error
+    assert isinstance(error, DeliveryUncertain)
+    assert error.recipients == ("x@r.test", "y@r.test")
     assert len(peer.contents) == 1
     # As the step-by-step client: also what aiosmtplib raises there, a lost connection.
-    assert caught.value.reason == "disconnected"
-    assert isinstance(caught.value, aiosmtplib.SMTPServerDisconnected)
-    assert isinstance(caught.value, ConnectionError)
+    assert error.reason == "disconnected"
+    assert isinstance(error, aiosmtplib.SMTPServerDisconnected)
+    assert isinstance(error, ConnectionError)
 
 
 async def test_silence_after_the_final_dot_is_uncertain() -> None:
     peer = Peer(final=HANG)
-    async with connected(peer, timeout=0.3) as smtp:
-        with pytest.raises(DeliveryUncertain) as caught:
-            await run_pipelined(smtp, "a@s.test", ["x@r.test"], MESSAGE, timeout=0.3)
-        assert not smtp.is_connected
-    assert caught.value.reason == "timeout"
-    assert isinstance(caught.value, aiosmtplib.SMTPReadTimeoutError)
-    assert isinstance(caught.value, TimeoutError)
-    assert not isinstance(caught.value, ConnectionError)
+    async with connected(peer) as conn:
+        result = await transaction(conn, ["x@r.test"], timeout=STALLED)
+        assert not conn.is_connected
+    error = result.error
+    assert isinstance(error, DeliveryUncertain)
+    assert error.reason == "timeout"
+    assert isinstance(error, aiosmtplib.SMTPReadTimeoutError)
+    assert isinstance(error, TimeoutError)
+    assert not isinstance(error, ConnectionError)
 
 
 @pytest.mark.parametrize("final", [b"hello there\r\n", b"354 More?\r\n"])
@@ -466,25 +496,25 @@ async def test_an_unreadable_reply_to_the_final_dot_is_uncertain_as_a_bad_reply(
     final: bytes,
 ) -> None:
     peer = Peer(final=final)
-    async with connected(peer) as smtp:
-        with pytest.raises(DeliveryUncertain) as caught:
-            await run_pipelined(smtp, "a@s.test", ["x@r.test"], MESSAGE)
-        assert not smtp.is_connected
-    assert caught.value.reason == "bad_reply"
-    assert isinstance(caught.value, aiosmtplib.SMTPException)
-    assert not isinstance(caught.value, ConnectionError | TimeoutError)
+    async with connected(peer) as conn:
+        result = await transaction(conn, ["x@r.test"])
+        assert not conn.is_connected
+    error = result.error
+    assert isinstance(error, DeliveryUncertain)
+    assert error.reason == "bad_reply"
+    assert isinstance(error, aiosmtplib.SMTPException)
+    assert not isinstance(error, ConnectionError | TimeoutError)
 
 
 async def test_reads_end_by_the_calls_deadline_not_the_longer_timeout() -> None:
     """Each reply is awaited at most ``min(timeout, time left)``, as the client's commands."""
     peer = Peer(final=HANG)
-    async with connected(peer, timeout=30) as smtp:
-        with deadline_in(0.2), pytest.raises(DeliveryUncertain) as caught:
+    async with connected(peer) as conn:
+        with deadline_in(STALLED):
             # 20 s: only so that an unbounded read fails this test instead of hanging it.
-            await asyncio.wait_for(
-                run_pipelined(smtp, "a@s.test", ["x@r.test"], MESSAGE, timeout=30), 20
-            )
-    assert caught.value.reason == "timeout"
+            result = await asyncio.wait_for(transaction(conn, ["x@r.test"], timeout=30), 20)
+    assert isinstance(result.error, DeliveryUncertain)
+    assert result.error.reason == "timeout"
 
 
 @dataclass
@@ -504,71 +534,67 @@ class DeafPeer(Peer):
 async def test_a_server_that_stops_reading_the_message_is_a_timeout_not_uncertain() -> None:
     """The final "." is still in our buffer: nothing was delivered, so a plain timeout."""
     big = MESSAGE + b"x" * 998 + b"\r\n" * 1 + (b"y" * 998 + b"\r\n") * 40_000  # 40 MB
-    async with connected(DeafPeer(), timeout=0.3) as smtp:
-        with pytest.raises(SMTPTimeout) as caught:
-            await asyncio.wait_for(run_pipelined(smtp, "a@s.test", ["x@r.test"], big), 20)
-        assert not smtp.is_connected
-    assert not isinstance(caught.value, DeliveryUncertain)
-    assert caught.value.permanent is False
+    async with connected(DeafPeer()) as conn:
+        result = await asyncio.wait_for(transaction(conn, ["x@r.test"], big, timeout=STALLED), 20)
+        assert not conn.is_connected
+    assert isinstance(result.error, SMTPTimeout)
+    assert not isinstance(result.error, DeliveryUncertain)
+    assert result.error.permanent is False
 
 
 async def test_silence_before_the_dot_is_a_read_timeout() -> None:
     peer = Peer(data=HANG)
-    async with connected(peer) as smtp:
-        with pytest.raises(ReadTimeout):
-            await run_pipelined(smtp, "a@s.test", ["x@r.test"], MESSAGE, timeout=0.3)
-        assert not smtp.is_connected
+    async with connected(peer) as conn:
+        result = await transaction(conn, ["x@r.test"], timeout=STALLED)
+        assert not conn.is_connected
+    assert isinstance(result.error, ReadTimeout)
+    assert not isinstance(result.error, DeliveryUncertain)
 
 
 async def test_garbage_reply_is_a_protocol_error_and_closes() -> None:
     peer = Peer(rcpt=b"hello there\r\n")
-    async with connected(peer) as smtp:
-        with pytest.raises(ProtocolError):
-            await run_pipelined(smtp, "a@s.test", ["x@r.test"], MESSAGE)
-        assert not smtp.is_connected
+    async with connected(peer) as conn:
+        result = await transaction(conn, ["x@r.test"])
+        assert not conn.is_connected
+    assert isinstance(result.error, ProtocolError)
 
 
 async def test_cancellation_closes_the_connection() -> None:
     peer = Peer(final=HANG)
-    async with connected(peer) as smtp:
-        task = asyncio.ensure_future(run_pipelined(smtp, "a@s.test", ["x@r.test"], MESSAGE))
+    async with connected(peer) as conn:
+        task = asyncio.ensure_future(transaction(conn, ["x@r.test"]))
         while not peer.contents:
             await asyncio.sleep(0.01)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        assert not smtp.is_connected
+        assert not conn.is_connected
 
 
-@pytest.mark.parametrize(
-    ("sender", "recipients", "words"),
-    [
-        ("a@s.test", ["b@r.test>\r\nRCPT TO:<evil@x.test"], "control character"),
-        ("a@s.test\r\n", ["b@r.test"], "control character"),
-        ("a@s.test", ["b@r.test\x00"], "control character"),
-        ("a@s.test", ["b@r.test", "b@r.test"], "twice"),
-        ("a@s.test", [], "no recipients"),
-        ("a@s.test", ["jü@r.test"], "not ASCII"),
-    ],
-)
-async def test_bad_input_is_refused_before_any_byte(
-    sender: str, recipients: list[str], words: str
-) -> None:
+async def test_a_recipient_listed_twice_is_asked_for_once() -> None:
     peer = Peer()
-    async with connected(peer) as smtp:
-        with pytest.raises(InvalidInput, match=words):
-            await run_pipelined(smtp, sender, recipients, MESSAGE)
-        assert (await smtp.noop()).code == 250
-    assert _verbs(peer)[1:] == [b"NOOP"]
+    async with connected(peer) as conn:
+        result = await transaction(conn, ["b@r.test", "c@r.test", "b@r.test"])
+    assert result.delivered == ("b@r.test", "c@r.test")
+    assert _verbs(peer)[1:].count(b"RCPT") == 2
+
+
+async def test_a_non_ascii_address_without_smtputf8_is_refused_before_mail() -> None:
+    peer = Peer()
+    async with connected(peer) as conn:
+        with pytest.raises(ExtensionNotSupported):
+            await transaction(conn, ["jü@r.test"])
+        assert (await conn.client.noop()).code == 250
+    assert _verbs(peer)[1:] == [b"NOOP", b"QUIT"]
 
 
 async def test_message_over_advertised_size_is_refused_before_mail() -> None:
     peer = Peer()
-    async with connected(peer) as smtp:
+    async with connected(peer) as conn:
         with pytest.raises(MessageTooLarge) as caught:
-            await run_pipelined(smtp, "a@s.test", ["b@r.test"], b"x" * 100_001)
+            await transaction(conn, ["b@r.test"], b"x" * 100_001)
     assert caught.value.permanent
-    assert _verbs(peer)[1:] == []
+    assert _verbs(peer)[1:] == [b"QUIT"]
 
 
 # --------------------------------------------------------------------------- aiosmtpd
@@ -605,26 +631,22 @@ class _Recorder:
 
 async def test_against_aiosmtpd() -> None:
     handler = _Recorder()
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: AiosmtpdSMTP(handler), "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, timeout=5)
-        await smtp.connect(start_tls=False)
-        await smtp.ehlo()
-        assert smtp.supports_extension("pipelining")
-        result = await run_pipelined(
-            smtp, "a@s.test", ["b@r.test", "unknown@r.test", "c@r.test"], MESSAGE
+    async with loopback_server(lambda: AiosmtpdSMTP(handler)) as server:
+        params = ConnectParams(
+            hostname="127.0.0.1", port=port_of(server), local_hostname=CLIENT_NAME, timeout=30
         )
-        assert result.pipelined
-        assert isinstance(result.refused["unknown@r.test"], MailboxNotFound | MailboxUnavailable)
-        with pytest.raises(RecipientsRefused):
-            await run_pipelined(smtp, "a@s.test", ["unknown@r.test"], MESSAGE)
-        await run_pipelined(smtp, "d@s.test", ["e@r.test"], MESSAGE)
-        await smtp.quit()
-    finally:
-        server.close()
-        await server.wait_closed()
+        conn = await open_connection(params)
+        try:
+            assert conn.supports("pipelining")
+            result = await transaction(conn, ["b@r.test", "unknown@r.test", "c@r.test"])
+            assert isinstance(
+                result.refused["unknown@r.test"], MailboxNotFound | MailboxUnavailable
+            )
+            refused = await transaction(conn, ["unknown@r.test"])
+            assert (refused.delivered, list(refused.refused)) == ((), ["unknown@r.test"])
+            await transaction(conn, ["e@r.test"], sender="d@s.test")
+        finally:
+            await conn.close()
     assert [(s, r) for s, r, _ in handler.envelopes] == [
         ("a@s.test", ["b@r.test", "c@r.test"]),
         ("d@s.test", ["e@r.test"]),
@@ -646,16 +668,26 @@ async def test_mailer_pipelines_where_offered() -> None:
     assert peer.connections == 1
 
 
-async def test_mailer_does_not_pipeline_where_not_offered_or_told_not_to() -> None:
-    for pipelining in (True, False):
-        peer = Peer(pipelining=False)
-        async with (
-            serve(peer),
-            Mailer(hostname="127.0.0.1", port=peer.port, pipelining=pipelining) as mailer,
-        ):
-            await mailer.send(MESSAGE, sender="a@s.test", recipients=["b@r.test", "c@r.test"])
-        assert len(peer.contents) == 1
-        assert peer.batched_without_pipelining == 0
+@pytest.mark.parametrize(
+    ("offered", "pipelining", "batched"),
+    [(False, True, False), (True, False, False), (True, True, True)],
+)
+async def test_mailer_pipelines_only_where_offered_and_not_told_otherwise(
+    offered: bool, pipelining: bool, batched: bool
+) -> None:
+    # This peer answers each command at once and notes one that came before the previous
+    # command's reply (the last row shows it does see a pipelining client).
+    peer = Peer(pipelining=False, advertise=offered)
+    async with (
+        serve(peer),
+        Mailer(
+            hostname="127.0.0.1", port=peer.port, local_hostname=CLIENT_NAME, pipelining=pipelining
+        ) as mailer,
+    ):
+        result = await mailer.send(MESSAGE, sender="a@s.test", recipients=["b@r.test", "c@r.test"])
+    assert result.delivered == ("b@r.test", "c@r.test")
+    assert len(peer.contents) == 1
+    assert (peer.batched_without_pipelining > 0) is batched
 
 
 async def test_mailer_overlaps_the_next_transaction_with_the_final_reply() -> None:
@@ -679,21 +711,69 @@ async def test_mailer_overlaps_the_next_transaction_with_the_final_reply() -> No
     assert len(peer.contents) == 5
 
 
+async def test_the_noop_check_of_an_idle_connection_ends_by_the_calls_deadline() -> None:
+    # The pooled connection is checked with NOOP before reuse (idle_check=0), and this peer
+    # never answers it. The check may not hold the message past the call's deadline.
+    peer = Peer(noop=HANG)
+    async with (
+        serve(peer),
+        Mailer(
+            hostname="127.0.0.1",
+            port=peer.port,
+            local_hostname=CLIENT_NAME,
+            pool_size=1,
+            idle_check=0,
+            timeout=30,
+        ) as mailer,
+    ):
+        await mailer.send(MESSAGE, sender="a@s.test", recipients=["b@r.test"])
+        stalled = mailer.send(
+            MESSAGE,
+            sender="a@s.test",
+            recipients=["c@r.test"],
+            policy=RetryPolicy(attempts=1, deadline=STALLED),
+        )
+        # 8 s: only so that a check bounded by its own 10 s fails this test (no timing).
+        with pytest.raises(SMTPGuardError) as caught:
+            await asyncio.wait_for(stalled, 8)
+        assert mailer.stats.checked == 1
+    assert isinstance(caught.value, SMTPTimeout)
+    assert not isinstance(caught.value, DeliveryUncertain)
+    assert len(peer.contents) == 1  # the second message was never sent
+
+
+class _Transport(asyncio.WriteTransport):
+    """Takes writes and nothing else: the channel's flow control is driven by hand."""
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        pass
+
+    def is_closing(self) -> bool:
+        return False
+
+
+async def test_every_writer_waiting_for_the_transport_to_drain_is_woken() -> None:
+    # Two transactions on one connection may both wait for the transport to take more (one
+    # message's content still draining when the next one's is written).
+    channel = _Channel(aiosmtplib.SMTP(), asyncio.Protocol(), _Transport())
+    channel.pause_writing()
+    first = asyncio.ensure_future(channel.drain(30))
+    second = asyncio.ensure_future(channel.drain(30))
+    gives_up = asyncio.ensure_future(channel.drain(0.01))  # its timeout cancels no other wait
+    with pytest.raises(SMTPTimeout):
+        await gives_up
+    assert not first.done()
+    assert not second.done()
+    channel.resume_writing()
+    # 20 s: only so that a stranded waiter fails this test instead of hanging it.
+    await asyncio.wait_for(asyncio.gather(first, second), 20)
+
+
 # --------------------------------------------------------------------------- client contract
 
 
-@contextlib.asynccontextmanager
-async def client_connection(*faults: str) -> AsyncIterator[tuple[FaultServer, Connection]]:
-    async with FaultServer(*faults) as srv:
-        conn = await open_connection(ConnectParams(hostname=srv.host, port=srv.port, timeout=5))
-        try:
-            yield srv, conn
-        finally:
-            await conn.close()
-
-
 async def test_client_contract_success_and_reuse() -> None:
-    async with client_connection() as (srv, conn):
+    async with FaultServer() as srv, connection(srv, timeout=30) as conn:
         env = make_envelope(MESSAGE, "a@s.test", ["b@r.test", "c@r.test"])
         first = await pipelined_transaction(conn, env)
         second = await pipelined_transaction(conn, env, ("c@r.test",))
@@ -721,7 +801,7 @@ async def test_client_contract_never_raises_for_the_server(
     accepted: tuple[str, ...],
     not_attempted: tuple[str, ...],
 ) -> None:
-    async with client_connection(fault) as (srv, conn):
+    async with FaultServer(fault) as srv, connection(srv, timeout=30) as conn:
         env = make_envelope(MESSAGE, "a@s.test", ["b@r.test", "c@r.test"])
         result = await pipelined_transaction(conn, env)
     assert isinstance(result.error, error_type)
@@ -733,7 +813,7 @@ async def test_client_contract_never_raises_for_the_server(
 
 
 async def test_client_contract_too_many_recipients_are_not_attempted() -> None:
-    async with client_connection("maxrcpt=2") as (srv, conn):
+    async with FaultServer("maxrcpt=2") as srv, connection(srv, timeout=30) as conn:
         env = make_envelope(MESSAGE, "a@s.test", [f"m{i}@r.test" for i in range(3)])
         result = await pipelined_transaction(conn, env)
     assert result.delivered == ("m0@r.test", "m1@r.test")

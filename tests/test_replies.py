@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import doctest
+import itertools
 import re
 
 import pytest
@@ -324,3 +325,34 @@ def _split_enhanced_reference(text: str) -> tuple[str | None, str]:
 def test_split_enhanced_shortcuts_change_no_answer(text: str) -> None:
     """The cheap checks that skip a regular expression never skip one that would match."""
     assert split_enhanced(text) == _split_enhanced_reference(text)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    code=st.integers(200, 599),
+    lines=st.lists(_LINE_TEXT, min_size=1, max_size=4),
+    cuts=st.lists(st.integers(min_value=0, max_value=2000), max_size=6),
+)
+def test_the_stream_parser_reads_a_reply_as_parse_reply_does(
+    code: int, lines: list[str], cuts: list[int]
+) -> None:
+    """One grammar: the parser of a pipelined transaction (bytes in any chunking) and
+    :func:`parse_reply` find the same code and the same lines of text."""
+    raw = "".join(
+        f"{code}{'-' if i < len(lines) - 1 else ' '}{line}\r\n" for i, line in enumerate(lines)
+    ).encode("utf-8")
+    points = [0, *sorted(min(c, len(raw)) for c in cuts), len(raw)]
+    parser = replies._ReplyParser()
+    found = [r for a, b in itertools.pairwise(points) for r in parser.feed(raw[a:b])]
+    assert not parser.pending
+    [(stream_code, texts)] = found
+    reply = parse_reply(raw)
+    assert stream_code == reply.code == code
+    assert (reply.enhanced, reply.text) == split_enhanced("\n".join(texts))
+
+
+def test_the_stream_parser_keeps_non_utf8_bytes_as_escapes() -> None:
+    # As aiosmtplib decodes a reply: nothing of the server's text is lost or replaced.
+    [(code, texts)] = replies._ReplyParser().feed(b"550 5.1.1 \xfcber \xff\r\n")
+    assert (code, texts) == (550, ["5.1.1 \udcfcber \udcff"])
+    assert texts[0].encode("utf-8", "surrogateescape") == b"5.1.1 \xfcber \xff"
