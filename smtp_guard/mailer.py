@@ -36,12 +36,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.message
+import inspect
 import math
 import ssl
 import threading
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from aiosmtplib.smtp import DEFAULT_TIMEOUT
 from aiosmtplib.typing import SMTPTokenGenerator, SocketPathType
@@ -63,6 +64,7 @@ from smtp_guard.policy import RetryPolicy
 __all__ = ["Mailer", "SyncMailer"]
 
 T = TypeVar("T")
+P = ParamSpec("P")
 Message = email.message.EmailMessage | email.message.Message | str | bytes
 
 
@@ -128,25 +130,7 @@ class Mailer:
             policy = RetryPolicy()
         elif not isinstance(policy, RetryPolicy):
             raise InvalidInput(f"policy must be a RetryPolicy, got {type(policy).__name__}")
-        self.params = ConnectParams(
-            hostname=hostname,
-            port=port,
-            username=username,
-            password=password,
-            oauth_token_generator=oauth_token_generator,
-            local_hostname=local_hostname,
-            source_address=source_address,
-            timeout=timeout,
-            use_tls=use_tls,
-            start_tls=start_tls,
-            validate_certs=validate_certs,
-            client_cert=client_cert,
-            client_key=client_key,
-            tls_context=tls_context,
-            cert_bundle=cert_bundle,
-            socket_path=socket_path,
-            allow_insecure_auth=allow_insecure_auth,
-        )
+        self.params = ConnectParams.of(locals())
         size = _positive_int(pool_size, "pool_size")
         self.policy = policy
         self.pipelining = bool(pipelining)
@@ -273,6 +257,19 @@ class Mailer:
         return result
 
 
+def _arguments_of(
+    source: Callable[Concatenate[Any, P], None],
+) -> Callable[[Callable[..., None]], Callable[Concatenate[Any, P], None]]:
+    """Give the decorated ``__init__`` the arguments of ``source`` (another ``__init__``), for
+    type checkers, IDEs and ``help()``; it passes them on as they came."""
+
+    def decorate(init: Callable[..., None]) -> Callable[Concatenate[Any, P], None]:
+        init.__signature__ = inspect.signature(source)  # type: ignore[attr-defined]
+        return init
+
+    return decorate
+
+
 class SyncMailer:
     """:class:`Mailer` for synchronous code: the same arguments; one background event loop.
 
@@ -288,6 +285,7 @@ class SyncMailer:
     there instead.
     """
 
+    @_arguments_of(Mailer.__init__)
     def __init__(self, **kwargs: Any) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(

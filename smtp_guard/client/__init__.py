@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import email.message
+import inspect
 import socket
 import ssl
 import sys
@@ -92,26 +93,7 @@ async def send(
     elif not isinstance(policy, RetryPolicy):
         raise InvalidInput(f"policy must be a RetryPolicy, got {type(policy).__name__}")
     envelope = make_envelope(message, sender, recipients, mail_options, rcpt_options)
-    params = ConnectParams(
-        hostname=hostname,
-        port=port,
-        username=username,
-        password=password,
-        oauth_token_generator=oauth_token_generator,
-        local_hostname=local_hostname,
-        source_address=source_address,
-        timeout=timeout,
-        use_tls=use_tls,
-        start_tls=start_tls,
-        validate_certs=validate_certs,
-        client_cert=client_cert,
-        client_key=client_key,
-        tls_context=tls_context,
-        cert_bundle=cert_bundle,
-        socket_path=socket_path,
-        sock=sock,
-        allow_insecure_auth=allow_insecure_auth,
-    )
+    params = ConnectParams.of(locals())
     if sock is not None and policy.attempts > 1:
         policy = dataclasses.replace(policy, attempts=1)
 
@@ -143,6 +125,7 @@ def _synchronous(func: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, R]:
             )
         return _run_in_own_loop(func(*args, **kwargs))
 
+    run.__signature__ = inspect.signature(func)  # type: ignore[attr-defined]  # for help()
     return run
 
 

@@ -24,14 +24,15 @@ import re
 import socket
 import ssl
 import weakref
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from typing import Any, cast
 
 import aiosmtplib
 from aiosmtplib.auth import auth_plain_encode, auth_xoauth2_encode
 from aiosmtplib.protocol import SMTPProtocol
 from aiosmtplib.smtp import DEFAULT_TIMEOUT
+from aiosmtplib.typing import SMTPTokenGenerator, SocketPathType
 
 from smtp_guard._enums import Phase
 from smtp_guard.client._deadline import bound, time_left
@@ -66,7 +67,7 @@ class ConnectParams:
     port: int | None = None
     username: str | bytes | None = None
     password: str | bytes | None = field(default=None, repr=False)
-    oauth_token_generator: Callable[[], Awaitable[str]] | None = field(default=None, repr=False)
+    oauth_token_generator: SMTPTokenGenerator | None = field(default=None, repr=False)
     local_hostname: str | None = None
     source_address: tuple[str, int] | None = None
     timeout: float | None = DEFAULT_TIMEOUT
@@ -77,7 +78,7 @@ class ConnectParams:
     client_key: str | None = None
     tls_context: ssl.SSLContext | None = None
     cert_bundle: str | None = None
-    socket_path: Any = None
+    socket_path: SocketPathType | None = None
     sock: socket.socket | None = None
     allow_insecure_auth: bool = False
 
@@ -105,6 +106,17 @@ class ConnectParams:
             raise InvalidInput("If using a socket, port is not required")
         if (self.sock or self.socket_path) and self.use_tls and self.hostname is None:
             raise InvalidInput("If using a socket with TLS, hostname is required")
+
+    @classmethod
+    def of(cls, arguments: Mapping[str, Any]) -> ConnectParams:
+        """The connection arguments among ``arguments`` (a call's ``locals()``), by name.
+
+        :func:`smtp_guard.send` and :class:`smtp_guard.Mailer` spell these arguments out in
+        their own signatures, so that IDEs and ``help()`` show them with aiosmtplib's
+        defaults; this is the one place they become a ConnectParams. A test checks that each
+        field here is such an argument there, with the same default and type.
+        """
+        return cls(**{f.name: arguments[f.name] for f in fields(cls) if f.name in arguments})
 
     @property
     def has_credentials(self) -> bool:
