@@ -161,17 +161,28 @@ async def test_uncertain_is_retried_only_when_the_policy_opts_in() -> None:
     assert isinstance(result.history[0], DeliveryUncertain)
 
 
+# The timeout of a send applies to every phase, not only the one that stalls: it is long
+# enough (PATIENT) for each phase before the stall on a loaded machine, and the stall (a
+# minute) is far longer than it.
+PATIENT = 1.0
+
+
 async def test_timeout_after_final_dot_is_uncertain() -> None:
-    async with FaultServer("message=delay=2s") as srv:
-        with pytest.raises(DeliveryUncertain):
-            await send(RAW, sender="a@sender.test", recipients=TWO, timeout=0.2, **kw(srv))
+    async with FaultServer("message=delay=60s") as srv:
+        with pytest.raises(DeliveryUncertain) as caught:
+            await send(RAW, sender="a@sender.test", recipients=TWO, timeout=PATIENT, **kw(srv))
+        assert srv.connection_count == 1  # not retried
+    assert caught.value.reason == "timeout"
 
 
 async def test_timeout_before_final_dot_is_retried() -> None:
-    async with FaultServer("data=delay=2s x1") as srv:
-        result = await send(RAW, sender="a@sender.test", recipients=TWO, timeout=0.2, **kw(srv))
+    # x1: the first DATA stalls; the server counts it when it reads DATA, which it does before
+    # the client's (generous) timeout can run out, so the retry's DATA is answered.
+    async with FaultServer("data=delay=60s x1") as srv:
+        result = await send(RAW, sender="a@sender.test", recipients=TWO, timeout=PATIENT, **kw(srv))
         assert srv.deliveries_to("one@rcpt.test") == 1
     assert isinstance(result.history[0], ReadTimeout)
+    assert result.attempts == 2
 
 
 async def test_server_hint_beyond_deadline_stops_at_once_with_retry_after() -> None:
@@ -246,8 +257,8 @@ async def test_disconnect_mid_transaction_is_a_retryable_server_disconnected() -
 
 
 async def test_greeting_that_never_comes_is_a_connect_timeout_and_retried() -> None:
-    async with FaultServer("connect=delay=2s x1") as srv:
-        result = await send(RAW, sender="a@sender.test", recipients=TWO, timeout=0.2, **kw(srv))
+    async with FaultServer("connect=delay=60s x1") as srv:
+        result = await send(RAW, sender="a@sender.test", recipients=TWO, timeout=PATIENT, **kw(srv))
         assert srv.deliveries_to("one@rcpt.test") == 1
     assert isinstance(result.history[0], ConnectTimeout)
     assert isinstance(result.history[0], aiosmtplib.SMTPConnectTimeoutError)
