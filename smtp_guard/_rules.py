@@ -1585,8 +1585,11 @@ class Index:
     """The phrases of the rules that apply to one reply class and phase, ready to look up."""
 
     key_words: frozenset[bytes]  #: every word a phrase is filed under
-    #: key word -> (rank of the one-word phrase, or NO_RANK; (rank, b" longer phrase "), ...)
-    entries: dict[bytes, tuple[int, tuple[tuple[int, bytes], ...]]]
+    #: key word -> (rank of the one-word phrase, or NO_RANK; (rank, " longer phrase "), ...).
+    #: A longer phrase is kept as text (its UTF-8 bytes read as Latin-1, one character per
+    #: byte) and looked for in the reply's words joined the same way: ``in`` on str costs a
+    #: fifth of ``in`` on bytes (CPython 3.11), and byte for byte the answer is the same.
+    entries: dict[bytes, tuple[int, tuple[tuple[int, str], ...]]]
 
 
 NO_RANK = len(WORDS)
@@ -1596,7 +1599,7 @@ NO_RANK = len(WORDS)
 def index(reply_class: int, phase: P | None) -> Index:
     """The :class:`Index` for this reply class and phase (built once, on first use)."""
     single: dict[bytes, int] = {}
-    longer: dict[bytes, set[tuple[int, bytes]]] = {}
+    longer: dict[bytes, set[tuple[int, str]]] = {}
     for rule in WORDS:
         if not applies(rule, reply_class, phase):
             continue
@@ -1606,7 +1609,7 @@ def index(reply_class: int, phase: P | None) -> Index:
                 if len(words) == 1:
                     single[words[0]] = min(rank, single.get(words[0], rank))
                 else:
-                    whole = b" %s " % b" ".join(words)
+                    whole = (b" %s " % b" ".join(words)).decode("latin-1")
                     longer.setdefault(_key_word(words), set()).add((rank, whole))
     keys = frozenset(single) | frozenset(longer)
     # Within a rank the shorter phrases come first: they are the more general, so the likelier
@@ -1657,7 +1660,7 @@ def best_rank(found: Index, words: list[bytes]) -> int:
             pending.append(longer)
     if not pending:
         return best
-    joined = b" %s " % b" ".join(words)
+    joined = f" {b' '.join(words).decode('latin-1')} "
     for longer in pending:
         for rank, whole in longer:
             if rank >= best:
