@@ -1364,11 +1364,27 @@ LIST_NAMES = frozenset(
 )  # fmt: skip
 _NAME_WORD = re.compile(r"[a-z0-9]+")
 _DOT_LETTER = re.compile(r"\.[a-z]")
+#: The runs of an ASCII word that _NAME_WORD finds, cut in C: a byte table keeps a-z and 0-9.
+_NAME_WORD_BYTES = bytes(b if 0x61 <= b <= 0x7A or 0x30 <= b <= 0x39 else 0x20 for b in range(256))
+_LIST_NAMES_BYTES = frozenset(name.encode() for name in LIST_NAMES)
 
 
 def _list_names_in(found: re.Match[str]) -> str:
     kept = [word for word in _NAME_WORD.findall(found.group()) if word in LIST_NAMES]
     return " {} ".format(" ".join(kept)) if kept else " "
+
+
+def _without_names_in(word: str) -> str:
+    """One word (no white space) with its host names and URLs taken out."""
+    if _DOT_LETTER.search(word) is None:
+        return word
+    # A list name in a name is one of the word's runs of letters and digits: in a word with
+    # none (most), each name found goes whole, a plain replacement without a call per name.
+    if word.isascii() and _LIST_NAMES_BYTES.isdisjoint(
+        word.encode().translate(_NAME_WORD_BYTES).split()
+    ):
+        return URL_OR_HOST.sub(" ", word)
+    return URL_OR_HOST.sub(_list_names_in, word)
 
 
 def without_names(lowered: str) -> str:
@@ -1382,11 +1398,7 @@ def without_names(lowered: str) -> str:
     # which is how words_of would separate them anyway.
     if _DOT_LETTER.search(lowered) is None:
         return lowered
-    words = lowered.split()
-    for i, word in enumerate(words):
-        if "." in word and _DOT_LETTER.search(word) is not None:
-            words[i] = URL_OR_HOST.sub(_list_names_in, word)
-    return " ".join(words)
+    return " ".join([_without_names_in(word) if "." in word else word for word in lowered.split()])
 
 
 # --------------------------------------------------------------------------- 4. class + subject
