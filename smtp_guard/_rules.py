@@ -94,6 +94,11 @@ from types import MappingProxyType
 
 from smtp_guard._enums import Category as C
 from smtp_guard._enums import Phase as P
+from smtp_guard._wordindex import PhraseIndex
+
+# The phrase syntax and the words it reads, as the rules' tests use them (an explicit export).
+from smtp_guard._wordindex import expand as expand  # noqa: PLC0414
+from smtp_guard._wordindex import words_of as words_of  # noqa: PLC0414
 
 __all__ = [
     "AUTH_ONLY_CODES",
@@ -1432,11 +1437,27 @@ LIST_NAMES = frozenset(
 )  # fmt: skip
 _NAME_WORD = re.compile(r"[a-z0-9]+")
 _DOT_LETTER = re.compile(r"\.[a-z]")
+#: The runs of an ASCII word that _NAME_WORD finds, cut in C: a byte table keeps a-z and 0-9.
+_NAME_WORD_BYTES = bytes(b if 0x61 <= b <= 0x7A or 0x30 <= b <= 0x39 else 0x20 for b in range(256))
+_LIST_NAMES_BYTES = frozenset(name.encode() for name in LIST_NAMES)
 
 
 def _list_names_in(found: re.Match[str]) -> str:
     kept = [word for word in _NAME_WORD.findall(found.group()) if word in LIST_NAMES]
     return " {} ".format(" ".join(kept)) if kept else " "
+
+
+def _without_names_in(word: str) -> str:
+    """One word (no white space) with its host names and URLs taken out."""
+    if _DOT_LETTER.search(word) is None:
+        return word
+    # A list name in a name is one of the word's runs of letters and digits: in a word with
+    # none (most), each name found goes whole, a plain replacement without a call per name.
+    if word.isascii() and _LIST_NAMES_BYTES.isdisjoint(
+        word.encode().translate(_NAME_WORD_BYTES).split()
+    ):
+        return URL_OR_HOST.sub(" ", word)
+    return URL_OR_HOST.sub(_list_names_in, word)
 
 
 def without_names(lowered: str) -> str:
@@ -1450,11 +1471,7 @@ def without_names(lowered: str) -> str:
     # which is how words_of would separate them anyway.
     if _DOT_LETTER.search(lowered) is None:
         return lowered
-    words = lowered.split()
-    for i, word in enumerate(words):
-        if "." in word and _DOT_LETTER.search(word) is not None:
-            words[i] = URL_OR_HOST.sub(_list_names_in, word)
-    return " ".join(words)
+    return " ".join([_without_names_in(word) if "." in word else word for word in lowered.split()])
 
 
 # --------------------------------------------------------------------------- 4. class + subject
@@ -1554,57 +1571,12 @@ BY_PHASE_AND_CODE: MappingProxyType[tuple[P, int], C] = MappingProxyType(
 
 # --------------------------------------------------------------------------- one scan
 
-# A word is a run of letters and digits; everything else separates words. Replies are cut
-# as UTF-8 bytes with one byte table (bytes.translate, far faster than a regular expression):
-# ASCII punctuation and controls become spaces, bytes of other scripts stay in their words.
-_SEPARATOR_BYTES = bytes(
-    byte if byte >= 0x80 or chr(byte).isalnum() else 0x20 for byte in range(256)
-)
-# Punctuation of other scripts that real replies use between words.
-_WIDE_PUNCTUATION = {
-    ord(c): " "
-    for c in "\u2018\u2019\u201c\u201d\u00ab\u00bb\u2013\u2014\u2026\u00a0\u3001\u3002\uff0c\uff1a"
-}
-
-
-# Chinese and Japanese write words without spaces between them: each ideograph or kana is
-# taken as a word of its own, so a phrase such as "用户不存在" (no such user) is found inside
-# a longer sentence as the sequence of its characters.
-_CJK = re.compile("([\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff])")
-
-
-def words_of(lowered: str) -> list[bytes]:
-    """The words of a lower-cased text, as UTF-8 byte strings."""
-    if lowered.isascii():
-        return lowered.encode().translate(_SEPARATOR_BYTES).split()
-    lowered = _CJK.sub(r" \1 ", lowered.translate(_WIDE_PUNCTUATION))
-    return lowered.encode("utf-8", "surrogatepass").translate(_SEPARATOR_BYTES).split()
-
-
 #: Precedence of each rule (lower first).
 RANK: MappingProxyType[str, int] = MappingProxyType({r.name: i for i, r in enumerate(WORDS)})
-RULE_BY_NAME: MappingProxyType[str, WordRule] = MappingProxyType({r.name: r for r in WORDS})
-STRONG_NAMES = frozenset(rule.name for rule in STRONG_WORDS)
 #: Ranks below this are strong rules (step 1); the weak rules follow them in :data:`WORDS`.
 STRONG_RANKS = len(STRONG_WORDS)
-
-_CHOICE = re.compile(r"\[([^\]]*)\]|\{([^}]*)\}|([^\s\[\]{}]+)")
-
-
-@functools.cache
-def expand(phrase: str) -> tuple[tuple[bytes, ...], ...]:
-    """Every word sequence a phrase stands for, e.g. ``"mailbox [is] full"`` ->
-    ``((b"mailbox", b"is", b"full"), (b"mailbox", b"full"))``."""
-    sequences: list[tuple[bytes, ...]] = [()]
-    for optional, one_of, word in _CHOICE.findall(phrase.lower()):
-        if word:
-            choices = [tuple(words_of(word))]
-        else:
-            choices = [tuple(words_of(c)) for c in (optional or one_of).split("|")]
-            if optional:
-                choices.append(())
-        sequences = [seq + choice for seq in sequences for choice in choices]
-    return tuple(seq for seq in sequences if seq)
+#: The rank :meth:`PhraseIndex.best_rank` returns when no rule's phrase occurs.
+NO_RANK = len(WORDS)
 
 
 def applies(rule: WordRule, reply_class: int, phase: P | None) -> bool:
@@ -1612,133 +1584,28 @@ def applies(rule: WordRule, reply_class: int, phase: P | None) -> bool:
     return reply_class in rule.classes and (rule.phases is None or phase in rule.phases)
 
 
-# The words of real replies that phrases contain, most frequent first: the words shared by at
-# least four of the dev replies in tests/data (counted once per reply). A longer phrase is
-# filed under its word least frequent in replies (a word not listed is the rarest), so that a
-# reply's common words lead to few comparisons; ties go to the word fewest phrases contain.
-# The choice changes only the speed of the lookup, never its answer.
-_REPLY_WORDS_TEXT = """
-    to not mail message for is address this from rejected the error ip your a please has
-    recipient user sender spam messages domain of email blocked too denied in mailbox
-    been smtp and service try access exceeded go policy or no host by invalid many relay
-    spf again that authentication you our connection unavailable client sent unknown be
-    later account quota sending temporarily accepted due found send de limit t allowed
-    as rate valid rfc server command list refused cannot are system helo on does size
-    senders limited rcpt failed required temporary first over recipients was content
-    must at connections using id name local bad dns disabled check closing limits
-    requires dkim per reach delivery block spamhaus will deferred syntax reverse have an
-    greylisted storage authenticate find hostname header data tried reputation reject
-    black errors exceeds dmarc bulk originating time full problem unauthenticated tls
-    daily authenticated permitted commands listed authorized here envelope refuse
-    password expired unusual out space trying virus unrecognized unsolicited 5322
-    transaction ehlo 5321 domains their exist addresses frequency violation checks
-    available banned need servers doesn much loop verification
-"""
-_REPLY_WORDS = _REPLY_WORDS_TEXT.split()
-_REPLY_FREQUENCY = {word.encode(): len(_REPLY_WORDS) - i for i, word in enumerate(_REPLY_WORDS)}
-
-
 @functools.cache
-def _phrase_counts() -> dict[bytes, int]:
-    counts: dict[bytes, int] = {}
-    for rule in WORDS:
-        for phrase in rule.phrases:
-            for words in expand(phrase):
-                for word in set(words):
-                    counts[word] = counts.get(word, 0) + 1
-    return counts
-
-
-def _key_word(words: tuple[bytes, ...]) -> bytes:
-    counts = _phrase_counts()
-    return min(
-        words, key=lambda word: (_REPLY_FREQUENCY.get(word, 0), counts.get(word, 0), -len(word))
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class Index:
-    """The phrases of the rules that apply to one reply class and phase, ready to look up."""
-
-    key_words: frozenset[bytes]  #: every word a phrase is filed under
-    #: key word -> (rank of the one-word phrase, or NO_RANK; (rank, b" longer phrase "), ...)
-    entries: dict[bytes, tuple[int, tuple[tuple[int, bytes], ...]]]
-
-
-NO_RANK = len(WORDS)
-
-
-@functools.cache
-def index(reply_class: int, phase: P | None) -> Index:
-    """The :class:`Index` for this reply class and phase (built once, on first use)."""
-    single: dict[bytes, int] = {}
-    longer: dict[bytes, set[tuple[int, bytes]]] = {}
-    for rule in WORDS:
-        if not applies(rule, reply_class, phase):
-            continue
-        rank = RANK[rule.name]
-        for phrase in rule.phrases:
-            for words in expand(phrase):
-                if len(words) == 1:
-                    single[words[0]] = min(rank, single.get(words[0], rank))
-                else:
-                    whole = b" %s " % b" ".join(words)
-                    longer.setdefault(_key_word(words), set()).add((rank, whole))
-    keys = frozenset(single) | frozenset(longer)
-    # Within a rank the shorter phrases come first: they are the more general, so the likelier
-    # to be found, and finding one ends the search for that rank.
-    ordered = {
-        key: sorted(phrases, key=lambda p: (p[0], len(p[1]))) for key, phrases in longer.items()
-    }
-    built = Index(
-        keys,
-        {key: (single.get(key, NO_RANK), tuple(ordered.get(key, ()))) for key in keys},
+def index(reply_class: int, phase: P | None) -> PhraseIndex:
+    """The phrases of the rules that apply to this reply class and phase, by rank (built once,
+    on first use; :mod:`smtp_guard._wordindex` files them for lookup)."""
+    built = PhraseIndex.build(
+        (
+            (RANK[rule.name], phrase)
+            for rule in WORDS
+            if applies(rule, reply_class, phase)
+            for phrase in rule.phrases
+        ),
+        NO_RANK,
     )
     INDEXES[reply_class, phase] = built
     return built
 
 
 #: The indexes built so far, by (reply class, phase): one dictionary lookup on the hot path.
-INDEXES: dict[tuple[int, P | None], Index] = {}
+INDEXES: dict[tuple[int, P | None], PhraseIndex] = {}
 
 
 def best_rule(words: list[bytes], reply_class: int, phase: P | None) -> WordRule | None:
-    """The rule of highest precedence one of whose phrases occurs in ``words``.
-
-    One pass over the words: one set intersection (in C) finds the words phrases are filed
-    under; the longer phrases filed under those are then looked for in the joined words, best
-    rank first, stopping as soon as nothing better can be found.
-    """
-    best = best_rank(INDEXES.get((reply_class, phase)) or index(reply_class, phase), words)
+    """The rule of highest precedence one of whose phrases occurs in ``words``."""
+    best = (INDEXES.get((reply_class, phase)) or index(reply_class, phase)).best_rank(words)
     return WORDS[best] if best < NO_RANK else None
-
-
-def best_rank(found: Index, words: list[bytes]) -> int:
-    """The rank in :data:`WORDS` of the best rule whose phrase occurs in ``words``, or NO_RANK.
-
-    The one-word phrases are settled first (they cost a lookup each); the longer phrases filed
-    under the words found are then compared only while they could still rank better.
-    """
-    starts = found.key_words.intersection(words)
-    if not starts:
-        return NO_RANK
-    entries = found.entries
-    best = NO_RANK
-    pending = []
-    for word in starts:
-        rank, longer = entries[word]
-        if rank < best:  # noqa: PLR1730 - a comparison costs less than a call in this loop
-            best = rank
-        if longer:
-            pending.append(longer)
-    if not pending:
-        return best
-    joined = b" %s " % b" ".join(words)
-    for longer in pending:
-        for rank, whole in longer:
-            if rank >= best:
-                break
-            if whole in joined:
-                best = rank
-                break
-    return best

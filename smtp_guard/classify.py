@@ -24,6 +24,7 @@ from typing import NamedTuple
 from smtp_guard import _rules
 from smtp_guard._enums import Category, Phase
 from smtp_guard._hints import hint_for
+from smtp_guard._wordindex import words_of as _words_of
 from smtp_guard.errors import ProtocolError, ReplyError, category_class
 from smtp_guard.replies import UNITS, parse_retry_after, split_enhanced
 
@@ -54,7 +55,6 @@ _HINTS = {category: hint_for(category) for category in Category}
 _BY_RANK_AND_SUBJECT: dict[int, dict[int, Category]] = {}
 for (_name, _subject), _category in _rules.BY_RULE_AND_SUBJECT.items():
     _BY_RANK_AND_SUBJECT.setdefault(_rules.RANK[_name], {})[_subject] = _category
-_words_of = _rules.words_of
 _AUTH_ONLY_CODES = _rules.AUTH_ONLY_CODES
 
 
@@ -134,7 +134,7 @@ def _decide(code: int, enhanced: str | None, tokens: list[bytes], phase: Phase |
     reply_class = code // 100
     if reply_class >= 4:
         found_index = _INDEXES.get((reply_class, phase)) or _rules.index(reply_class, phase)
-        rank = _rules.best_rank(found_index, tokens)
+        rank = found_index.best_rank(tokens)
         if rank < _STRONG_RANKS:  # 1. unmistakable words
             by_subject = _BY_RANK_AND_SUBJECT.get(rank)
             if by_subject is not None and enhanced is not None:
@@ -186,7 +186,7 @@ def classify(code: int, text: str | bytes, phase: Phase | str | None = None) -> 
     enhanced, body = split_enhanced(text)
     lowered = body.lower()
     if "@" in lowered:  # the words of an address are a name, not the server's reason
-        lowered = _ADDRESS.sub(" ", lowered)
+        lowered = _without_addresses(lowered)
     if "." in lowered:  # nor are the words of a host name or URL
         lowered = _without_names(lowered)
     tokens = _words_of(lowered)
@@ -208,6 +208,17 @@ def classify(code: int, text: str | bytes, phase: Phase | str | None = None) -> 
             parse_retry_after(body) if might_wait else None,
             _HINTS[category],
         ),
+    )
+
+
+def _without_addresses(lowered: str) -> str:
+    """The text with its e-mail addresses replaced by a space."""
+    # The pattern starts with an optional run, so a search of the whole text tries it at
+    # every character (microseconds for a long reply). An address holds no space and the
+    # pattern looks at nothing around it: the pieces between spaces, searched one by one and
+    # only where they hold an "@", give the same text.
+    return " ".join(
+        [_ADDRESS.sub(" ", piece) if "@" in piece else piece for piece in lowered.split(" ")]
     )
 
 

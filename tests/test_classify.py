@@ -801,7 +801,8 @@ def test_words_are_cut_alike_for_ascii_and_other_scripts() -> None:
 
 
 @pytest.mark.parametrize(
-    "module", ["smtp_guard.replies", "smtp_guard.classify", "smtp_guard._rules"]
+    "module",
+    ["smtp_guard.replies", "smtp_guard.classify", "smtp_guard._rules", "smtp_guard._wordindex"],
 )
 def test_core_modules_import_no_io(module: str) -> None:
     """Sans-IO: only non-I/O standard modules and smtp_guard's core modules."""
@@ -817,6 +818,7 @@ def test_core_modules_import_no_io(module: str) -> None:
         "smtp_guard._enums",
         "smtp_guard._hints",
         "smtp_guard._rules",
+        "smtp_guard._wordindex",
         "smtp_guard.errors",
         "smtp_guard.replies",
     }
