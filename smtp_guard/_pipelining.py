@@ -365,6 +365,8 @@ class _Envelope:
 
     sender: str
     recipients: tuple[str, ...]
+    #: each recipient as the caller wrote it (the name its error carries, as step by step)
+    given: dict[str, str]
     mail_cmd: bytes
     rcpt_cmds: list[bytes]
     payload: bytes
@@ -377,6 +379,7 @@ class _Envelope:
         return cls(
             envelope.sender,
             rcpts,
+            {r: envelope.given(r) for r in rcpts},
             b" ".join([b"MAIL FROM:" + sender, *mail_opts]) + b"\r\n",
             [
                 b" ".join([b"RCPT TO:" + f"<{r}>".encode(prepared.encoding), *rcpt_opts]) + b"\r\n"
@@ -397,7 +400,7 @@ async def _rcpt_reply(tx: _Transaction, env: _Envelope, recipient: str) -> None:
     if rcpt.code in _ACCEPTED_RCPT:
         tx.accepted.append(recipient)
         return
-    error = env.error(rcpt, Phase.RCPT, recipient)
+    error = env.error(rcpt, Phase.RCPT, env.given[recipient])
     if rcpt.code == 421 or not isinstance(error, ReplyError):
         tx.close = True  # the server closes the channel, or we are out of step with it
         raise error

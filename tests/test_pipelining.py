@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.message
 import itertools
 import socket
 from collections.abc import AsyncIterator, Callable
@@ -13,11 +14,12 @@ from dataclasses import dataclass, field
 
 import aiosmtplib
 import pytest
-from _helpers import CLIENT_NAME, connection, loopback_server, port_of
+from _helpers import CLIENT_NAME, connection, kw, loopback_server, port_of
 from aiosmtpd.smtp import SMTP as AiosmtpdSMTP
 from hypothesis import given
 from hypothesis import strategies as st
 
+import smtp_guard
 from smtp_guard._enums import Phase
 from smtp_guard._pipelining import _Channel, _response, pipelined_transaction
 from smtp_guard.client._connect import Connection, ConnectParams, open_connection
@@ -709,6 +711,65 @@ async def test_mailer_overlaps_the_next_transaction_with_the_final_reply() -> No
     assert all(r.attempts == 1 for r in results)
     assert peer.connections == 1
     assert len(peer.contents) == 5
+
+
+GONE, OK, LATER = "gone@r.test", "ok@r.test", "later@r.test"
+REFUSING = (f"rcpt:{GONE}=550 5.1.1 No such user", f"rcpt:{LATER}=450 4.2.1 Try again later")
+
+
+def _addressed(from_headers: bool) -> tuple[bytes | email.message.EmailMessage, list[str] | None]:
+    """The message and ``recipients`` argument: display names given by the caller, or the
+    same addresses found in the message's headers (where aiosmtplib takes the bare ones)."""
+    if not from_headers:
+        return MESSAGE, [f"Gone <{GONE}>", f"Ok <{OK}>", f"Later <{LATER}>"]
+    msg = email.message.EmailMessage()
+    msg["From"] = "a@s.test"
+    msg["To"] = f"Gone <{GONE}>, Ok <{OK}>"
+    msg["Cc"] = f"Later <{LATER}>"
+    msg.set_content("Hello.")
+    return msg, None
+
+
+async def _names_in(how: str, from_headers: bool) -> tuple[object, ...]:
+    """How one send names the recipients: errors' keys, refused's keys and each error's own
+    ``recipient``, delivered. ``how``: aiosmtplib, smtp_guard.send, the Mailer with or without
+    pipelining (the server offers it)."""
+    message, recipients = _addressed(from_headers)
+    sender, never = "a@s.test", RetryPolicy.never()
+    async with FaultServer(*REFUSING) as srv:
+        where = kw(srv, timeout=30)
+        if how == "aiosmtplib":
+            errors, _ = await aiosmtplib.send(
+                message, sender=sender, recipients=recipients, **where
+            )
+            return (list(errors),)
+        if how == "send":
+            result = await smtp_guard.send(
+                message, sender=sender, recipients=recipients, policy=never, **where
+            )
+        else:
+            pipelining = how == "pipelined"
+            async with Mailer(pipelining=pipelining, policy=never, **where) as m:
+                result = await m.send(message, sender=sender, recipients=recipients)
+            # the Mailer took the path asked for (the FaultServer sees commands that came
+            # before the previous one's reply only from a client that pipelines)
+            assert (sum(c.pipelined for c in srv.connections) > 0) is pipelining
+        assert srv.deliveries_to(OK) == 1
+    named = {key: error.recipient for key, error in result.refused.items()}
+    return list(result.errors), list(named), list(named.values()), result.delivered
+
+
+@pytest.mark.parametrize("from_headers", [False, True], ids=["given", "headers"])
+async def test_recipients_are_named_as_aiosmtplib_does_on_every_path(from_headers: bool) -> None:
+    # aiosmtplib keys its errors by the recipient string it sent: as the caller wrote it, or
+    # the bare address it took from the headers. Every key, every error's .recipient and
+    # .delivered use that same spelling, whether the transaction was pipelined or not.
+    refused = [f"Gone <{GONE}>", f"Later <{LATER}>"] if not from_headers else [GONE, LATER]
+    delivered = (f"Ok <{OK}>",) if not from_headers else (OK,)
+    assert await _names_in("aiosmtplib", from_headers) == (refused,)
+    for how in ("send", "stepwise", "pipelined"):
+        names = await _names_in(how, from_headers)
+        assert names == (refused, refused, refused, delivered), how
 
 
 async def test_the_noop_check_of_an_idle_connection_ends_by_the_calls_deadline() -> None:

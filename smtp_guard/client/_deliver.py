@@ -99,8 +99,8 @@ class _State:
         self.owed = [r for r in self.owed if r not in gone]
 
     def keyed(self, errors: dict[str, ReplyError]) -> dict[str, ReplyError]:
-        original = self.envelope.original
-        return {original.get(r, r): e for r, e in errors.items()}
+        given = self.envelope.given
+        return {given(r): e for r, e in errors.items()}
 
     def in_order(self, rcpts: Iterable[str]) -> list[str]:
         """``rcpts`` in the order the caller gave them."""
@@ -108,8 +108,8 @@ class _State:
         return sorted(rcpts, key=lambda r: order.get(r, 0))
 
     def names(self, rcpts: Iterable[str]) -> list[str]:
-        original = self.envelope.original
-        return [original.get(r, r) for r in rcpts]
+        given = self.envelope.given
+        return [given(r) for r in rcpts]
 
 
 async def deliver(

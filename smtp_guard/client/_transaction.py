@@ -102,7 +102,12 @@ _NOT_SUPPORTED_HINT = (
 
 @dataclass(slots=True)
 class TransactionResult:
-    """What one transaction did, per recipient (bare mailboxes, as in the Envelope)."""
+    """What one transaction did, per recipient.
+
+    Keyed by bare mailboxes, as in the Envelope (the retry loop turns them into the caller's
+    spelling for results); each error's ``recipient`` is already the caller's spelling
+    (:meth:`Envelope.given`), in both transactions, step by step and pipelined.
+    """
 
     recipients: tuple[str, ...]  #: the recipients this transaction was for
     #: accepted at RCPT, whether or not the message then went through
@@ -254,8 +259,9 @@ async def _rcpts(
         if reply.code in (250, 251):
             accepted.append(rcpt)
             continue
-        given = envelope.original.get(rcpt, rcpt)  # as the caller wrote it, like aiosmtplib
-        error = reply_error(reply.code, reply.message, Phase.RCPT, given, sender=envelope.sender)
+        error = reply_error(
+            reply.code, reply.message, Phase.RCPT, envelope.given(rcpt), sender=envelope.sender
+        )
         if not isinstance(error, ReplyError) or reply.code == 421 or not conn.is_connected:
             # A 421 closes the channel (nobody gets the message on this connection); a reply
             # that is not SMTP leaves us out of step with the server.

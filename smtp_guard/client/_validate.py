@@ -127,6 +127,12 @@ class Envelope:
     mail_options: tuple[str, ...] = ()
     rcpt_options: tuple[str, ...] = ()
 
+    def given(self, mailbox: str) -> str:
+        """``mailbox`` as the caller wrote it (``Bob <bob@x.org>``, or the bare address taken
+        from the message's headers): the one name of a recipient in results and errors, as
+        aiosmtplib keys its ``errors`` and sets ``SMTPRecipientRefused.recipient``."""
+        return self.original.get(mailbox, mailbox)
+
     @property
     def needs_smtputf8(self) -> bool:
         """Whether an address is non-ASCII, so the server must offer SMTPUTF8."""
