@@ -11,11 +11,17 @@
    ``X.7.0``, ``X.7.1``, ...) are not listed: they say nothing the next steps do not.
 3. ``WEAK_WORDS``: the server's words for the common reasons that carry no better code
    ("relay not permitted", "syntax error", "try again later", "denied", ...).
+   Where a rule's words name only what was refused, the enhanced subject says why
+   (``BY_RULE_AND_SUBJECT``, for strong rules too): Postfix's "Sender address rejected" with
+   a security or policy status (X.7.x) is a policy refusal, with an addressing one (X.1.x) a
+   bad address.
 4. ``ENHANCED_SUBJECT``: what is left of the enhanced code, its class and subject, for the
    basic codes that say little by themselves (``GENERIC_CODES``: 450, 451, 550, 553, 554;
    for any code when the subject is content (6) or policy (7)), refined by the phase
    (``ENHANCED_SUBJECT_BY_PHASE``: a 550 X.1.x answering RCPT refuses the mailbox).
-   A 551 with X.1.6 ("moved") is left to step 5, which keeps RFC 5321's user-not-local.
+   A 551 with X.1.1 or X.1.6 is left to step 5, which keeps RFC 5321's user-not-local.
+   At the greeting and EHLO no mail address has been given, so an addressing status (X.1.x)
+   there is left to step 5 too, where a 550 or 553 is a policy refusal of the client's name.
 5. ``BY_CODE``: the basic reply code (RFC 5321 4.2.2 and 4.2.3, RFC 4954 for AUTH, RFC 7504
    for 521/556), refined by the phase of the dialogue (``BY_PHASE_AND_CODE``).
 
@@ -23,12 +29,13 @@ A word rule is a list of phrases (see :class:`WordRule` for their small syntax),
 to reply classes (4xx, 5xx) and phases where it means what it says. Within a step, the rule
 listed first wins. A reply is read in one pass: its text is cut into words once, one set
 intersection finds the words any applicable phrase is filed under, and only those phrases
-are compared (:func:`best_rank`). A longer phrase is filed under its word least frequent in
-real replies, so common words lead to few comparisons. Chinese and Japanese text is cut one
-ideograph or kana per word, so their phrases are found inside unspaced sentences. Phrases
-come from the replies in ``tests/data`` (dev rows only), provider documentation in several
-languages, the RFCs, the default replies of Postfix, Exim, Sendmail and qmail, and the
-bounce-phrase lexicons of sisimai (``lib/sisimai/reason/*.rb``, gathered from real bounces).
+are compared (:mod:`smtp_guard._wordindex`, ``PhraseIndex.best_rank``). A longer phrase is
+filed under its word least frequent in real replies, so common words lead to few
+comparisons. Chinese and Japanese text is cut one ideograph or kana per word, so their
+phrases are found inside unspaced sentences. Phrases come from the replies in ``tests/data``
+(dev rows only), provider documentation in several languages, the RFCs, the default replies
+of Postfix, Exim, Sendmail and qmail, and the bounce-phrase lexicons of sisimai
+(``lib/sisimai/reason/*.rb``, gathered from real bounces).
 
 Before a reply is read, the names in it are taken out: e-mail addresses, host names and URLs
 (:data:`URL_OR_HOST`). "<bob@spamcop.net>", "mx.example.invalid>: Recipient address" and
@@ -110,6 +117,7 @@ __all__ = [
     "ENHANCED_SUBJECT_BY_PHASE",
     "GENERIC_CODES",
     "LIST_NAMES",
+    "NO_ADDRESS_PHASES",
     "OVERRIDING_SUBJECTS",
     "STRONG_WORDS",
     "URL_OR_HOST",
@@ -142,7 +150,8 @@ class WordRule:
     A phrase is words separated by spaces; ``[a]`` or ``[a|b]`` is an optional word, ``{a|b}``
     one of several (``{email address|domain}``: each choice may be several words). Case and
     punctuation do not matter: phrases and replies are both cut into the same words
-    (:data:`TOKEN`), so "Helo/EHLO" reads as ``helo ehlo`` and "doesn't" as ``doesn t``.
+    (:func:`smtp_guard._wordindex.words_of`), so "Helo/EHLO" reads as ``helo ehlo`` and
+    "doesn't" as ``doesn t``.
     """
 
     name: str
@@ -1091,7 +1100,6 @@ WEAK_WORDS: tuple[WordRule, ...] = (
             "must contain a domain",
             "invalid {sender|mailfrom}",
             "invalid mail from",
-            "sender address rejected",
             "mail from invalid",
             "emetteur invalide",
             "domain not found",
@@ -1113,6 +1121,17 @@ WEAK_WORDS: tuple[WordRule, ...] = (
             "sender verify failed",
             "unroutable sender address",
         ),
+        ANY_CLASS,
+        NOT_CONNECT,
+    ),
+    WordRule(
+        # Postfix's prefix for any restriction that matched the sender: it names what was
+        # refused, not why. Its status says why: 5.1.8 "Domain not found" (an address), 5.7.1
+        # from an access map ("Sender address rejected: <the admin's reason>", a policy; see
+        # BY_RULE_AND_SUBJECT). The reasons of the rule above come first.
+        "sender_refused",
+        C.BAD_ADDRESS,
+        ("sender address rejected",),
         ANY_CLASS,
         NOT_CONNECT,
     ),
@@ -1323,7 +1342,9 @@ _NOT_551 = frozenset(range(200, 600)) - {551}
 _SYNTAX_CODES = frozenset({451, 500, 501, 550, 553, 554, 555})
 ENHANCED: MappingProxyType[tuple[int, int], tuple[C, frozenset[int] | None]] = MappingProxyType(
     {
-        (1, 1): (C.MAILBOX_UNKNOWN, None),  # Bad destination mailbox address
+        # Bad destination mailbox address. Not on a 551: RFC 5321's "User not local; please
+        # try <forward-path>" names where the user is; words saying unknown still decide.
+        (1, 1): (C.MAILBOX_UNKNOWN, _NOT_551),
         (1, 2): (C.HOST_UNKNOWN, None),  # Bad destination system address
         (1, 3): (C.BAD_ADDRESS, None),  # Bad destination mailbox address syntax
         (1, 4): (C.MAILBOX_UNAVAILABLE, None),  # Destination mailbox address ambiguous
@@ -1393,13 +1414,20 @@ VENDOR_ENHANCED: tuple[tuple[int, int, int, int, C], ...] = (
 #: X.7.1 "Delivery not authorized" on a 450/451 is how greylisting servers answer.
 GREYLIST_ENHANCED = "4.7.1"
 
-#: Word rules whose reason the enhanced subject settles: (rule name, subject) -> category.
+#: Word rules whose reason the enhanced subject settles: (rule name, subject) -> category,
+#: for strong and weak rules alike (a step-2 detail still comes first).
 #: A bare "quota exceeded" is a mailbox's storage quota, but with a security or policy
 #: status (X.7.x) it is the sender's sending quota (Google's "550 5.7.1 Email quota
 #: exceeded"); a mailbox's is X.2.2 (RFC 3463).
+#: "Sender address rejected" only names what was refused. RFC 3463 gives addressing
+#: X.1.x and security or policy X.7.x: with X.7.x the sender was refused by policy.
+#: Postfix's access maps answer "554 5.7.1 <x@y>: Sender address rejected: <the admin's
+#: reason>" (access(5), access_map_reject_code, default 5.7.1 status). Its address checks
+#: send X.1.x (reject_unknown_sender_domain: "4.1.8/5.1.8 ... Domain not found").
 BY_RULE_AND_SUBJECT: MappingProxyType[tuple[str, int], C] = MappingProxyType(
     {
         ("quota_exceeded", 7): C.RATE_LIMITED,
+        ("sender_refused", 7): C.POLICY_REJECTED,
     }
 )
 
@@ -1495,6 +1523,12 @@ ENHANCED_SUBJECT: MappingProxyType[tuple[int, int], C] = MappingProxyType(
 )
 
 
+#: Phases where no mail address has been given yet (the greeting, EHLO): an addressing status
+#: (X.1.x, RFC 3463) or a 553 "mailbox name not allowed" there cannot be about one, and is read
+#: as the refusal of the client's name it is (like the word rules, see NOT_CONNECT).
+NO_ADDRESS_PHASES: frozenset[P | None] = AT_CONNECT
+ADDRESS_SUBJECT = 1
+
 #: Where the phase says whose address an addressing status is about: a 550 answering RCPT TO
 #: with an unspecific X.1.x ("550 5.1.0 Address rejected") refuses the recipient's mailbox.
 #: Keyed by (phase, basic code, subject).
@@ -1563,6 +1597,9 @@ BY_PHASE_AND_CODE: MappingProxyType[tuple[P, int], C] = MappingProxyType(
         # EHLO, DATA or the message itself it is RFC 5321 4.2.3's "command rejected for
         # policy reasons" (Haraka's helo checks, a refused bounce, "550 message rejected").
         (P.EHLO, 550): C.POLICY_REJECTED,
+        # 553 is "mailbox name not allowed", but no mailbox is named at the greeting or EHLO.
+        (P.CONNECT, 553): C.POLICY_REJECTED,
+        (P.EHLO, 553): C.POLICY_REJECTED,
         (P.DATA, 550): C.POLICY_REJECTED,
         (P.MESSAGE, 550): C.POLICY_REJECTED,
     }

@@ -56,6 +56,8 @@ _BY_RANK_AND_SUBJECT: dict[int, dict[int, Category]] = {}
 for (_name, _subject), _category in _rules.BY_RULE_AND_SUBJECT.items():
     _BY_RANK_AND_SUBJECT.setdefault(_rules.RANK[_name], {})[_subject] = _category
 _AUTH_ONLY_CODES = _rules.AUTH_ONLY_CODES
+_ADDRESS_SUBJECT = _rules.ADDRESS_SUBJECT
+_NO_ADDRESS_PHASES = _rules.NO_ADDRESS_PHASES
 
 
 class Classification(NamedTuple):
@@ -92,9 +94,22 @@ def _enhanced_parts(enhanced: str) -> tuple[int, int, int]:
     return int(status_class), int(subject), int(detail)
 
 
+def _by_words(rank: int, enhanced: str | None) -> Category:
+    """Steps 1 and 3: the word rule's category, unless the enhanced subject settles its
+    reason otherwise (:data:`smtp_guard._rules.BY_RULE_AND_SUBJECT`)."""
+    by_subject = _BY_RANK_AND_SUBJECT.get(rank)
+    if by_subject is not None and enhanced is not None:
+        refined = by_subject.get(_enhanced_parts(enhanced)[1])
+        if refined is not None:
+            return refined
+    return _RANK_CATEGORY[rank]
+
+
 def _by_enhanced(code: int, enhanced: str, phase: Phase | None) -> Category | None:
     """Step 2: the registry meaning of the enhanced status code, where it is specific."""
     status_class, subject, detail = _enhanced_parts(enhanced)
+    if subject == _ADDRESS_SUBJECT and phase in _NO_ADDRESS_PHASES:
+        return None  # no address given yet: the code and the phase decide (step 5)
     found = _rules.ENHANCED.get((subject, detail))
     if found is not None and (found[1] is None or code in found[1]):
         return found[0]
@@ -111,6 +126,8 @@ def _by_subject(code: int, enhanced: str, phase: Phase | None) -> Category | Non
     status_class, subject, _ = _enhanced_parts(enhanced)
     refines = code in _rules.GENERIC_CODES or subject in _rules.OVERRIDING_SUBJECTS
     if status_class != code // 100 or not refines:
+        return None
+    if subject == _ADDRESS_SUBJECT and phase in _NO_ADDRESS_PHASES:
         return None
     if phase is not None:
         by_phase = _rules.ENHANCED_SUBJECT_BY_PHASE.get((phase, code, subject))
@@ -136,17 +153,12 @@ def _decide(code: int, enhanced: str | None, tokens: list[bytes], phase: Phase |
         found_index = _INDEXES.get((reply_class, phase)) or _rules.index(reply_class, phase)
         rank = found_index.best_rank(tokens)
         if rank < _STRONG_RANKS:  # 1. unmistakable words
-            by_subject = _BY_RANK_AND_SUBJECT.get(rank)
-            if by_subject is not None and enhanced is not None:
-                refined = by_subject.get(_enhanced_parts(enhanced)[1])
-                if refined is not None:
-                    return refined
-            return _RANK_CATEGORY[rank]
+            return _by_words(rank, enhanced)
     else:
         rank = _NO_RANK
     found = _by_enhanced(code, enhanced, phase) if enhanced is not None else None  # 2.
     if found is None and rank < _NO_RANK:  # 3. the server's other words
-        found = _RANK_CATEGORY[rank]
+        found = _by_words(rank, enhanced)
     if found is None and enhanced is not None:  # 4. enhanced class and subject
         found = _by_subject(code, enhanced, phase)
     return found if found is not None else _by_code(code, phase)  # 5. the basic code

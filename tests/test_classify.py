@@ -520,6 +520,67 @@ def test_a_bare_refusal_is_never_a_listing_spam_or_relay(
     assert found not in (Category.BLOCKLISTED, Category.SPAM_REJECTED, Category.RELAY_DENIED)
 
 
+@pytest.mark.parametrize(
+    ("code", "text", "phase", "category"),
+    [
+        # Postfix's "Sender address rejected" names what was refused; the status says why.
+        # Security or policy (X.7.x, an access map's reply): a policy refusal.
+        (554, "5.7.1 <a@example.com>: Sender address rejected: Dumb.", None, "policy_rejected"),
+        (554, "5.7.1 <a@example.com>: Sender address rejected: Go away", "mail", "policy_rejected"),
+        (554, "5.7.1 <a@example.com>: Sender address rejected: No", "rcpt", "policy_rejected"),
+        (553, "5.7.0 <a@example.com>: Sender address rejected: Nope", "rcpt", "policy_rejected"),
+        # Addressing (X.1.x): the address itself.
+        (550, "5.1.8 <a@example.invalid>: Sender address rejected: Domain not found", "mail",
+         "bad_address"),
+        (450, "4.1.8 <a@example.invalid>: Sender address rejected: Domain not found", "rcpt",
+         "bad_address"),
+        (550, "5.1.0 <a@example.com>: Sender address rejected: undeliverable address", "mail",
+         "bad_address"),
+        # No status: the words alone, as before.
+        (550, "<a@example.com>: Sender address rejected", "rcpt", "bad_address"),
+        # A defect of the address named after the prefix decides whatever the status.
+        (554, "5.7.1 <a>: Sender address rejected: need fully-qualified address", "rcpt",
+         "bad_address"),
+        (550, "5.7.1 sender <a@example.test> from RFC2606 reserved domain #128", "mail",
+         "bad_address"),
+    ],
+)  # fmt: skip
+def test_a_refused_sender_is_read_by_the_status_subject(
+    code: int, text: str, phase: str | None, category: str
+) -> None:
+    """RFC 3463: subject 1 is addressing, subject 7 security or policy."""
+    assert classify(code, text, phase).category is Category(category)
+
+
+@pytest.mark.parametrize("phase", ["connect", "ehlo"])
+@pytest.mark.parametrize(
+    ("code", "text"),
+    [(553, "5.1.8 Your name has no DNS record"), (550, "5.1.0 Go away"), (553, "Go away")],
+)
+def test_no_address_is_judged_before_one_is_given(code: int, text: str, phase: str) -> None:
+    """At the greeting and EHLO no mail address has been given: an addressing status (X.1.x)
+    or a 553 "mailbox name not allowed" there refuses the client's name, by policy."""
+    assert classify(code, text, phase).category is Category.POLICY_REJECTED
+    # The same replies in answer to MAIL FROM are about the sender's address.
+    assert classify(553, text, "mail").category is Category.BAD_ADDRESS
+
+
+@pytest.mark.parametrize(
+    ("text", "category"),
+    [
+        ("5.1.1 <bob@example.com>", Category.USER_NOT_LOCAL),
+        ("5.1.1 Recipient address rejected", Category.USER_NOT_LOCAL),
+        ("5.1.1 <bob@example.com>: User unknown", Category.MAILBOX_UNKNOWN),
+        ("5.1.1 No such user here", Category.MAILBOX_UNKNOWN),
+    ],
+)
+def test_551_is_user_not_local_unless_its_words_say_unknown(text: str, category: Category) -> None:
+    """RFC 5321 4.2.2: 551 is "User not local"; X.1.1 does not turn it into an unknown mailbox,
+    the server's words can."""
+    assert classify(551, text, "rcpt").category is category
+    assert classify(550, "5.1.1 <bob@example.com>", "rcpt").category is Category.MAILBOX_UNKNOWN
+
+
 # --------------------------------------------------------------------------- permanence
 
 
