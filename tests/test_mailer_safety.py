@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import pytest
 
-from smtp_guard.client import send
+from smtp_guard.client import SendResult, send
 from smtp_guard.errors import AuthError, DeliveryUncertain, SMTPGuardError, SMTPTimeout
 from smtp_guard.mailer import Mailer
 from smtp_guard.policy import RetryPolicy, no_wait
@@ -28,16 +29,53 @@ SMALL = b"Subject: small\r\n\r\nhello\r\n"
 
 
 @dataclass
-class StallingServer:
-    """Loopback SMTP server whose first connection stops reading for ``pause`` seconds after
-    354 (and, for a small message, before replying to the final ".")."""
+class HoldingServer:
+    """Loopback SMTP server whose stalls last until the test ends them, so no outcome depends
+    on how fast the machine is. It answers command lines in order, so pipelined groups too.
 
-    pause: float
+    ``stop_reading``: the first connection stops reading after its 354, as a slow content
+    scanner does (a big message then backs up in the client's buffer), until the client
+    connects again (it gave up on this one: whatever it still sends here arrives) or
+    :meth:`release`.
+    ``hold_replies``: the reply to each final "." waits (the message is stored first) for a
+    :meth:`let_replies` or :meth:`release`.
+    """
+
+    stop_reading: bool = False
+    hold_replies: bool = False
     port: int = 0
     connections: int = 0
-    #: number of the connection that stored each complete message (ended by "\r\n.\r\n")
-    stored: list[int] = field(default_factory=list)
+    #: (number of the connection, recipients) of each complete message stored
+    stored: list[tuple[int, tuple[str, ...]]] = field(default_factory=list)
     handlers: set[asyncio.Task[None]] = field(default_factory=set)
+    reading: asyncio.Event = field(default_factory=asyncio.Event)  # the first one reads on
+    _replies: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(0))
+    _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    def release(self) -> None:
+        """End every stall: reading resumes, held replies (and later ones) go out."""
+        self.reading.set()
+        self.let_replies(1_000)
+
+    def let_replies(self, count: int) -> None:
+        """Let ``count`` held replies to a final "." go out, oldest first."""
+        for _ in range(count):
+            self._replies.release()
+
+    async def stored_count(self, count: int) -> None:
+        """Wait until ``count`` messages are stored (the client wrote their final ".")."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: len(self.stored) >= count)
+
+    def deliveries_to(self, rcpt: str) -> int:
+        return sum(rcpt in rcpts for _, rcpts in self.stored)
+
+    async def finished(self) -> None:
+        """Release the stalls and wait until every connection's handler has ended (the
+        client closed or aborted them all): what an aborted connection still carried has
+        been read by then."""
+        self.release()
+        await asyncio.wait_for(asyncio.gather(*list(self.handlers)), 30)
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -45,6 +83,8 @@ class StallingServer:
         self.handlers.add(task)
         self.connections += 1
         number = self.connections
+        if number > 1:
+            self.reading.set()
         try:
             await self._dialogue(number, reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError):
@@ -56,16 +96,18 @@ class StallingServer:
     async def _dialogue(
         self, number: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        writer.write(b"220 stall.test ESMTP\r\n")
+        writer.write(b"220 hold.test ESMTP\r\n")
         await writer.drain()
-        while True:
-            line = await reader.readline()
-            if not line:
-                return
+        rcpts: list[str] = []
+        while line := await reader.readline():
             verb = line[:4].upper()
             if verb == b"EHLO":
-                writer.write(b"250-stall.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n")
+                writer.write(b"250-hold.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n")
             elif verb in (b"MAIL", b"RCPT", b"RSET", b"NOOP"):
+                if verb == b"RCPT":
+                    rcpts.append(line.split(b"<", 1)[1].split(b">", 1)[0].decode())
+                elif verb != b"NOOP":
+                    rcpts = []
                 writer.write(b"250 2.0.0 ok\r\n")
             elif verb == b"QUIT":
                 writer.write(b"221 2.0.0 bye\r\n")
@@ -74,17 +116,17 @@ class StallingServer:
             elif verb == b"DATA":
                 writer.write(b"354 go ahead\r\n")
                 await writer.drain()
-                if number == 1:
-                    await asyncio.sleep(self.pause)  # stops reading: the client's writes back up
-                data = b""
-                while not data.endswith(b"\r\n.\r\n"):
-                    chunk = await reader.read(1 << 20)
-                    if not chunk:
+                if self.stop_reading and number == 1:
+                    await self.reading.wait()  # the client's writes back up meanwhile
+                # Line by line: a pipelining client's next commands may follow the "." at once.
+                while (content := await reader.readline()) != b".\r\n":
+                    if not content:
                         return  # the end of the message never came: nothing is stored
-                    data += chunk
-                self.stored.append(number)  # a real MTA has queued it now
-                if number == 1 and len(data) < 1000:
-                    await asyncio.sleep(self.pause)  # slow to reply to the final "."
+                async with self._changed:
+                    self.stored.append((number, tuple(rcpts)))  # a real MTA has queued it
+                    self._changed.notify_all()
+                if self.hold_replies:
+                    await self._replies.acquire()
                 writer.write(b"250 2.0.0 queued\r\n")
             else:
                 writer.write(b"502 5.5.2 what\r\n")
@@ -92,13 +134,16 @@ class StallingServer:
 
 
 @asynccontextmanager
-async def stalling_server(pause: float) -> AsyncIterator[StallingServer]:
-    state = StallingServer(pause)
-    server = await asyncio.start_server(state.handle, "127.0.0.1", 0)
+async def holding_server(
+    *, stop_reading: bool = False, hold_replies: bool = False
+) -> AsyncIterator[HoldingServer]:
+    state = HoldingServer(stop_reading=stop_reading, hold_replies=hold_replies)
+    server = await asyncio.start_server(state.handle, "127.0.0.1", 0, limit=1 << 20)
     state.port = server.sockets[0].getsockname()[1]
     try:
         yield state
     finally:
+        state.release()
         server.close()
         await server.wait_closed()
         for task in list(state.handlers):
@@ -106,16 +151,19 @@ async def stalling_server(pause: float) -> AsyncIterator[StallingServer]:
         await asyncio.gather(*state.handlers, return_exceptions=True)
 
 
-Sender = Callable[[StallingServer, bytes], Awaitable[object]]
+Sender = Callable[[HoldingServer, bytes], Awaitable[object]]
 
 POLICY = RetryPolicy(attempts=3, deadline=30)
+#: Each phase's timeout where the server stalls in one (for ever, until the test ends it):
+#: long enough for a loaded machine to get through the phases before it.
+STALL_TIMEOUT = 1.0
 
 
-async def _mailer_send(srv: StallingServer, message: bytes, *, pipelining: bool) -> object:
+async def _mailer_send(srv: HoldingServer, message: bytes, *, pipelining: bool) -> object:
     async with Mailer(
         hostname="127.0.0.1",
         port=srv.port,
-        timeout=0.3,
+        timeout=STALL_TIMEOUT,
         local_hostname="c.test",
         pipelining=pipelining,
         policy=POLICY,
@@ -123,22 +171,22 @@ async def _mailer_send(srv: StallingServer, message: bytes, *, pipelining: bool)
         return await mailer.send(message, sender="a@s.test", recipients=["b@r.test"])
 
 
-async def _pipelined(srv: StallingServer, message: bytes) -> object:
+async def _pipelined(srv: HoldingServer, message: bytes) -> object:
     return await _mailer_send(srv, message, pipelining=True)
 
 
-async def _stepwise(srv: StallingServer, message: bytes) -> object:
+async def _stepwise(srv: HoldingServer, message: bytes) -> object:
     return await _mailer_send(srv, message, pipelining=False)
 
 
-async def _plain_send(srv: StallingServer, message: bytes) -> object:
+async def _plain_send(srv: HoldingServer, message: bytes) -> object:
     return await send(
         message,
         sender="a@s.test",
         recipients=["b@r.test"],
         hostname="127.0.0.1",
         port=srv.port,
-        timeout=0.3,
+        timeout=STALL_TIMEOUT,
         local_hostname="c.test",
         policy=POLICY,
     )
@@ -149,25 +197,19 @@ SENDERS = pytest.mark.parametrize(
 )
 
 
-async def _settle(srv: StallingServer) -> None:
-    """Let the first connection's handler wake from its pause and read whatever still comes."""
-    for _ in range(200):
-        if srv.connections and all(t.done() for t in srv.handlers):
-            return
-        await asyncio.sleep(0.02)
-
-
 @SENDERS
 async def test_timeout_with_the_final_dot_unsent_is_retried_and_stored_once(
     sender: Sender,
 ) -> None:
-    async with stalling_server(pause=0.6) as srv:
+    async with holding_server(stop_reading=True) as srv:
         with no_wait():
             result = await sender(srv, BIG)
-        await _settle(srv)
+        # The first connection read on once the client retried: it got what the client
+        # still sent there (never the final ".") and the end of the file.
+        await srv.finished()
     # Retried on a second connection; the first connection's buffered end of the message
     # (its final ".") was discarded, not flushed when the connection was given up.
-    assert srv.stored == [2]
+    assert srv.stored == [(2, ("b@r.test",))]
     assert getattr(result, "delivered", None) == ("b@r.test",)
     history: tuple[object, ...] = tuple(getattr(result, "history", ()))
     assert len(history) == 1
@@ -177,11 +219,11 @@ async def test_timeout_with_the_final_dot_unsent_is_retried_and_stored_once(
 
 @SENDERS
 async def test_no_reply_after_the_final_dot_is_uncertain_and_not_resent(sender: Sender) -> None:
-    async with stalling_server(pause=0.6) as srv:
+    async with holding_server(hold_replies=True) as srv:
         with no_wait(), pytest.raises(DeliveryUncertain) as caught:
             await sender(srv, SMALL)
-        await _settle(srv)
-    assert srv.stored == [1]
+        await srv.finished()
+    assert srv.stored == [(1, ("b@r.test",))]
     assert caught.value.attempts == 1
     assert caught.value.recipients == ("b@r.test",)
 
@@ -227,64 +269,93 @@ def _message(i: int) -> bytes:
     return f"Subject: m{i}\r\n\r\nhello {i}\r\n".encode()
 
 
+#: The deadline of a send that waits behind a held one: its wait is the stalled phase.
+QUEUED_DEADLINE = 0.5
+
+
+def _pool_of_one(srv: HoldingServer, *, pipelining: bool = True) -> Mailer:
+    return Mailer(
+        hostname="127.0.0.1",
+        port=srv.port,
+        local_hostname="c.test",
+        pool_size=1,
+        pipelining=pipelining,
+        policy=RetryPolicy(attempts=1, deadline=30),
+    )
+
+
+async def _holding_the_connection(srv: HoldingServer, mailer: Mailer) -> asyncio.Task[SendResult]:
+    """Start a first send and return once its message is at the server, which holds the reply:
+    the send holds the pool's one connection (or, pipelined, has lent it) until let go."""
+    first = asyncio.ensure_future(
+        mailer.send(_message(0), sender="a@s.test", recipients=["r0@r.test"])
+    )
+    await srv.stored_count(1)
+    return first
+
+
+async def _within_deadline(send: Awaitable[SendResult]) -> SendResult:
+    """``send``, given up (``TimeoutError``, not an SMTPTimeout) if it ran far past its short
+    deadline: else a send that ignored its deadline would wait for ever behind the held one."""
+    return await asyncio.wait_for(send, 30)
+
+
 @pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "stepwise"])
-async def test_queued_sends_never_end_uncertain(pipelining: bool) -> None:
-    # pool_size=1 and a server that takes 0.4 s to accept each message: the later sends spend
-    # most of their 0.7 s deadline queueing for the one connection.
-    async with FaultServer("message=delay=0.4s") as srv:
-        async with Mailer(
-            hostname=srv.host,
-            port=srv.port,
-            local_hostname="c.test",
-            pool_size=1,
-            pipelining=pipelining,
-            policy=RetryPolicy(attempts=1, deadline=0.7),
-        ) as mailer:
-
-            async def one(i: int) -> object:
-                try:
-                    return await mailer.send(
-                        _message(i), sender="a@s.test", recipients=[f"r{i}@r.test"]
-                    )
-                except Exception as exc:  # the outcome is what is checked
-                    return exc
-
-            outcomes = await asyncio.gather(*(one(i) for i in range(4)))
-        await asyncio.sleep(0.5)  # anything the server was still reading has arrived now
-        counts = [srv.deliveries_to(f"r{i}@r.test") for i in range(4)]
-    assert not any(isinstance(o, DeliveryUncertain) for o in outcomes)
-    assert counts[0] == 1
-    assert getattr(outcomes[0], "delivered", None) == ("r0@r.test",)
-    for outcome, count in zip(outcomes[1:], counts[1:], strict=True):
-        if isinstance(outcome, Exception):
-            # Failed before any of the message was written: safe to retry, and not stored.
-            assert isinstance(outcome, SMTPTimeout)
-            assert not outcome.permanent
-            assert "not sent" in outcome.message
-            assert count == 0
-        else:
-            assert count == 1
-    assert sum(isinstance(o, SMTPTimeout) for o in outcomes) >= 2
-
-
-async def test_pool_wait_is_bounded_by_the_deadline_and_says_so() -> None:
-    async with FaultServer("message=delay=0.6s") as srv:
-        async with Mailer(
-            hostname=srv.host, port=srv.port, local_hostname="c.test", pool_size=1, pipelining=False
-        ) as mailer:
-            first = asyncio.ensure_future(
-                mailer.send(_message(0), sender="a@s.test", recipients=["r0@r.test"])
-            )
-            await asyncio.sleep(0.1)  # the first send holds the only connection now
-            with pytest.raises(SMTPTimeout) as caught:
-                await mailer.send(
+async def test_a_send_that_queued_most_of_its_deadline_never_ends_uncertain(
+    pipelining: bool,
+) -> None:
+    # The first send holds the only connection (its reply is held). The second one queues for
+    # it (or, pipelined, waits behind that reply) for more than half of its deadline; then the
+    # first is let go. The server would hold the second message's reply for ever, so a second
+    # send that still wrote its message would end DeliveryUncertain: it must stop before, with
+    # a retry-safe timeout (the pool wait may also have run out on a loaded machine: the same).
+    deadline = 4.0
+    async with holding_server(hold_replies=True) as srv:
+        async with _pool_of_one(srv, pipelining=pipelining) as mailer:
+            first = await _holding_the_connection(srv, mailer)
+            started = time.monotonic()
+            second = asyncio.ensure_future(
+                mailer.send(
                     _message(1),
                     sender="a@s.test",
                     recipients=["r1@r.test"],
-                    policy=RetryPolicy(attempts=1, deadline=0.2),
+                    policy=RetryPolicy(attempts=1, deadline=deadline),
                 )
+            )
+            # The behaviour under test is a deadline eaten by waiting: wait for that to happen
+            # (at least 60% of it gone; how much more does not matter).
+            while time.monotonic() < started + 0.6 * deadline:
+                await asyncio.sleep(0.05)
+            srv.let_replies(1)  # the first message's reply only
             assert (await first).delivered == ("r0@r.test",)
-        assert srv.deliveries_to("r1@r.test") == 0
+            with pytest.raises(SMTPTimeout) as caught:
+                await _within_deadline(second)
+        await srv.finished()
+    error = caught.value
+    assert not isinstance(error, DeliveryUncertain)
+    assert not error.permanent
+    assert "not sent" in error.message
+    assert srv.deliveries_to("r1@r.test") == 0
+    assert srv.deliveries_to("r0@r.test") == 1
+
+
+async def test_pool_wait_is_bounded_by_the_deadline_and_says_so() -> None:
+    async with holding_server(hold_replies=True) as srv:
+        async with _pool_of_one(srv, pipelining=False) as mailer:
+            first = await _holding_the_connection(srv, mailer)
+            with pytest.raises(SMTPTimeout) as caught:
+                await _within_deadline(
+                    mailer.send(
+                        _message(1),
+                        sender="a@s.test",
+                        recipients=["r1@r.test"],
+                        policy=RetryPolicy(attempts=1, deadline=QUEUED_DEADLINE),
+                    )
+                )
+            srv.release()
+            assert (await first).delivered == ("r0@r.test",)
+        await srv.finished()
+    assert srv.deliveries_to("r1@r.test") == 0
     error = caught.value
     assert not isinstance(error, DeliveryUncertain)
     assert not error.permanent
@@ -314,26 +385,25 @@ async def test_rate_limit_wait_beyond_the_deadline_fails_at_once() -> None:
 
 async def test_a_timeout_behind_a_lent_connection_leaves_the_earlier_message_alone() -> None:
     # Pipelined: once the first message's final "." is written its connection is lent to the
-    # next send, whose MAIL/RCPT/DATA wait behind the slow reply to that "." and time out.
-    async with FaultServer("message=delay=0.6s") as srv:
-        async with Mailer(
-            hostname=srv.host, port=srv.port, local_hostname="c.test", pool_size=1
-        ) as mailer:
-            first = asyncio.ensure_future(
-                mailer.send(_message(0), sender="a@s.test", recipients=["r0@r.test"])
-            )
-            await asyncio.sleep(0.1)
+    # next send, whose MAIL/RCPT/DATA wait behind the held reply to that "." and time out.
+    async with holding_server(hold_replies=True) as srv:
+        async with _pool_of_one(srv) as mailer:
+            first = await _holding_the_connection(srv, mailer)
             with pytest.raises(SMTPTimeout) as caught:
-                await mailer.send(
-                    _message(1),
-                    sender="a@s.test",
-                    recipients=["r1@r.test"],
-                    policy=RetryPolicy(attempts=1, deadline=0.2),
+                await _within_deadline(
+                    mailer.send(
+                        _message(1),
+                        sender="a@s.test",
+                        recipients=["r1@r.test"],
+                        policy=RetryPolicy(attempts=1, deadline=QUEUED_DEADLINE),
+                    )
                 )
+            assert mailer.stats.overlapped == 1  # it did go out on the lent connection
+            srv.release()
             result = await first  # not a DeliveryUncertain: its connection was not cut
-        assert mailer.stats.overlapped == 1
-        assert srv.deliveries_to("r0@r.test") == 1
-        assert srv.deliveries_to("r1@r.test") == 0
+        await srv.finished()
+    assert srv.deliveries_to("r0@r.test") == 1
+    assert srv.deliveries_to("r1@r.test") == 0
     assert result.delivered == ("r0@r.test",)
     assert not isinstance(caught.value, DeliveryUncertain)
     assert not caught.value.permanent
