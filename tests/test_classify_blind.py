@@ -13,9 +13,11 @@ from pathlib import Path
 from smtp_guard import Category, Phase, classify
 
 BLIND = Path(__file__).parent / "data" / "replies_blind.tsv"
-#: A regression floor: first scored 208/250 = 83.2%, now 210/250 = 84.0%.
+#: A regression floor: first scored 208/250 = 83.2%, 210/250 = 84.0% after ACC, now
+#: 213/250 = 85.2% (ACC2: a refused sender read by its status subject, no address judged at
+#: EHLO; tests/data/README.md).
 #: The issue's aim is 95% on unseen replies: see the closing notes for where this stands.
-FLOOR = 0.84
+FLOOR = 0.852
 
 
 def _unescape(text: str) -> str:
