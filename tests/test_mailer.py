@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 
 import aiosmtplib
 import pytest
+from _helpers import kw
 
 from smtp_guard._ratelimit import TokenBucket
 from smtp_guard.client.result import SendResult
@@ -38,7 +39,8 @@ async def server() -> AsyncIterator[FaultServer]:
 
 
 def mailer_for(srv: FaultServer, **kwargs: object) -> Mailer:
-    return Mailer(hostname=srv.host, port=srv.port, timeout=5, **kwargs)  # type: ignore[arg-type]
+    """A Mailer for ``srv`` (EHLO names the client: no lookup of this machine's name)."""
+    return Mailer(**kw(srv, timeout=5, **kwargs))
 
 
 async def send_many(mailer: Mailer, count: int, prefix: str = "r") -> list[SendResult]:
@@ -401,7 +403,7 @@ async def test_cancelling_the_block_closes_every_connection() -> None:
 
 
 def test_sync_mailer_from_many_threads() -> None:
-    with FaultServer() as srv, SyncMailer(hostname=srv.host, port=srv.port, pool_size=3) as mailer:
+    with FaultServer() as srv, SyncMailer(**kw(srv, pool_size=3)) as mailer:
 
         def one(i: int) -> SendResult:
             return mailer.send(BODY, sender="a@s.test", recipients=[f"t{i}@r.test"])
@@ -417,7 +419,7 @@ def test_sync_mailer_from_many_threads() -> None:
 
 def test_sync_mailer_raises_the_typed_error_and_closes_once() -> None:
     with FaultServer("rcpt=550 5.1.1 No such user") as srv:
-        mailer = SyncMailer(hostname=srv.host, port=srv.port)
+        mailer = SyncMailer(**kw(srv))
         with pytest.raises(aiosmtplib.SMTPRecipientsRefused):
             mailer.send(BODY, sender="a@s.test", recipients=["x@r.test"])
         mailer.close()
@@ -427,7 +429,7 @@ def test_sync_mailer_raises_the_typed_error_and_closes_once() -> None:
 
 
 def test_sync_mailer_refuses_its_own_loop() -> None:
-    with FaultServer() as srv, SyncMailer(hostname=srv.host, port=srv.port) as mailer:
+    with FaultServer() as srv, SyncMailer(**kw(srv)) as mailer:
 
         async def inside() -> None:
             mailer.send(BODY, sender="a@s.test", recipients=["x@r.test"])

@@ -633,7 +633,7 @@ class _Recorder:
 
 async def test_against_aiosmtpd() -> None:
     handler = _Recorder()
-    async with loopback_server(lambda: AiosmtpdSMTP(handler)) as server:
+    async with loopback_server(lambda: AiosmtpdSMTP(handler, hostname="aiosmtpd.test")) as server:
         params = ConnectParams(
             hostname="127.0.0.1", port=port_of(server), local_hostname=CLIENT_NAME, timeout=30
         )
@@ -662,7 +662,12 @@ async def test_against_aiosmtpd() -> None:
 async def test_mailer_pipelines_where_offered() -> None:
     # This peer answers MAIL/RCPT only once DATA arrived: only a pipelining client gets through.
     peer = Peer(pipelining=True)
-    async with serve(peer), Mailer(hostname="127.0.0.1", port=peer.port, timeout=5) as mailer:
+    async with (
+        serve(peer),
+        Mailer(
+            hostname="127.0.0.1", port=peer.port, local_hostname=CLIENT_NAME, timeout=5
+        ) as mailer,
+    ):
         result = await mailer.send(MESSAGE, sender="a@s.test", recipients=["b@r.test", "c@r.test"])
         await mailer.send(MESSAGE, sender="a@s.test", recipients=["d@r.test"])
     assert result.delivered == ("b@r.test", "c@r.test")
@@ -698,7 +703,13 @@ async def test_mailer_overlaps_the_next_transaction_with_the_final_reply() -> No
     peer = Peer(pipelining=True, hold_final=4)
     async with (
         serve(peer),
-        Mailer(hostname="127.0.0.1", port=peer.port, pool_size=1, timeout=5) as mailer,
+        Mailer(
+            hostname="127.0.0.1",
+            port=peer.port,
+            local_hostname=CLIENT_NAME,
+            pool_size=1,
+            timeout=5,
+        ) as mailer,
     ):
         results = await asyncio.gather(
             *(

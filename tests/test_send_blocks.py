@@ -167,7 +167,9 @@ class _Sink:
 
 async def test_non_ascii_address_without_smtputf8_is_refused_before_mail() -> None:
     # FaultServer always offers SMTPUTF8; a plain aiosmtpd server can be told not to.
-    async with loopback_server(lambda: SMTP(_Sink(), enable_SMTPUTF8=False)) as server:
+    async with loopback_server(
+        lambda: SMTP(_Sink(), hostname="sink.test", enable_SMTPUTF8=False)
+    ) as server:
         with pytest.raises(SMTPGuardError) as caught:
             await send(
                 RAW,

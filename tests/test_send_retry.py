@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import aiosmtplib
 import pytest
-from _helpers import kw, refusing_port
+from _helpers import CLIENT_NAME, kw, refusing_port
 
 from smtp_guard.client import send
 from smtp_guard.errors import (
@@ -128,6 +128,7 @@ async def test_connection_refused_is_retried_then_raised_typed() -> None:
             recipients=TWO,
             hostname="127.0.0.1",
             port=port,
+            local_hostname=CLIENT_NAME,
             policy=RetryPolicy(attempts=2),
         )
     assert isinstance(caught.value, aiosmtplib.SMTPConnectError)
