@@ -204,11 +204,17 @@ def _printable(text: str, limit: int = _MAX_SHOWN) -> str:
     return clean
 
 
+def _angled(address: str) -> str:
+    """``<bob@x>`` for a bare address; ``Bob <bob@x>`` as written when it has its own brackets."""
+    shown = _printable(address, 200)
+    return shown if "<" in shown else f"<{shown}>"
+
+
 def _delivered_note(delivered: tuple[str, ...]) -> str:
     """`` (already delivered to <a@x>, <b@y>)``, or nothing when nobody got the message."""
     if not delivered:
         return ""
-    shown = ", ".join(f"<{_printable(r, 200)}>" for r in delivered[:_MAX_RECIPIENTS_SHOWN])
+    shown = ", ".join(_angled(r) for r in delivered[:_MAX_RECIPIENTS_SHOWN])
     more = len(delivered) - _MAX_RECIPIENTS_SHOWN
     if more > 0:
         shown += f" and {more} more"
@@ -413,7 +419,7 @@ class ReplyError(SMTPGuardError, aiosmtplib.SMTPResponseException):
             parts.append(shown)
         where = []
         if self.recipient:
-            where.append(f"recipient <{_printable(self.recipient, 200)}>")
+            where.append(f"recipient {_angled(self.recipient)}")
         if self.phase is not None:
             where.append(f"at {self.phase.value.upper()}")
         line = " ".join(parts)
@@ -801,7 +807,7 @@ class RecipientsRefused(SMTPGuardError, aiosmtplib.SMTPRecipientsRefused):
             return f"{line}{_delivered_note(self.delivered)} -- {self.hint}"
         # One line (log-friendly); each recipient's own hint is on its error in ``refused``.
         shown = [
-            f"<{_printable(r, 200)}> {err.code}"
+            f"{_angled(r)} {err.code}"
             + (f" {err.enhanced}" if err.enhanced else "")
             + (f" {_printable(err.text, 80)}" if err.text.strip() else "")
             for r, err in list(self.refused.items())[:_MAX_RECIPIENTS_SHOWN]

@@ -362,6 +362,17 @@ def test_str_is_one_readable_line_with_everything() -> None:
     assert text.endswith(err.hint)
 
 
+def test_str_keeps_a_recipient_written_with_a_display_name_as_written() -> None:
+    # The caller's own spelling ("Gone <gone@r.test>") is the key and .recipient, as in
+    # aiosmtplib; str() must not wrap it in a second pair of brackets.
+    err = error_from_reply(550, "5.1.1 no such user", "rcpt", "Gone <gone@r.test>")
+    assert "(recipient Gone <gone@r.test>, at RCPT)" in str(err)
+    assert "<Gone" not in str(err)
+    refused = RecipientsRefused({"Gone <gone@r.test>": err, "bob@r.test": err})
+    assert "Gone <gone@r.test> 550" in str(refused)
+    assert "<bob@r.test> 550" in str(refused)
+
+
 def test_str_shows_enhanced_code_given_apart_from_the_text() -> None:
     err = MailboxBusy(450, "Mailbox busy", enhanced="4.2.0", text="Mailbox busy")
     assert str(err).startswith("450 4.2.0 Mailbox busy")
@@ -601,7 +612,7 @@ def test_delivered_is_shown_by_str_and_kept_through_pickling() -> None:
         assert err.delivered == delivered
         line = str(err)
         assert len(line.splitlines()) == 1
-        assert "already delivered to <Ann <ann@example.com>>, <bob@example.com>" in line
+        assert "already delivered to Ann <ann@example.com>, <bob@example.com>" in line
         assert line.endswith(err.hint)
         back = _roundtrip(err)
         assert back.delivered == delivered
