@@ -24,6 +24,7 @@ app.conf.update(
     smtp_guard={
         "hostname": "127.0.0.1",
         "port": int(os.environ["SMTP_GUARD_TEST_SMTP_PORT"]),
+        "local_hostname": "client.test",  # no lookup of the machine's FQDN for EHLO
         "timeout": 5,
         # one attempt per task run: every retry in these tests is Celery's
         "policy": {"attempts": 1, "deadline": 5.0},

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _helpers import CLIENT_NAME
 from _redis import CeleryWorker, RedisServer, redis_available
 from celery import Celery
 from celery.result import AsyncResult
@@ -291,6 +292,7 @@ def eager_app(smtp: FaultServer) -> Iterator[Celery]:
         smtp_guard={
             "hostname": "127.0.0.1",
             "port": smtp.port,
+            "local_hostname": CLIENT_NAME,
             "timeout": 5,
             "policy": RetryPolicy(attempts=1),
         },

@@ -10,9 +10,11 @@ import socket
 import ssl
 from collections.abc import Callable
 from email.message import EmailMessage
+from typing import Any
 
 import aiosmtplib
 import pytest
+from _helpers import CLIENT_NAME
 
 from smtp_guard.testing import Fault, FaultServer, FaultSpecError, RateLimit
 
@@ -28,10 +30,21 @@ def make_message(to: str = "bob@example.test", subject: str = "Hello") -> EmailM
     return msg
 
 
+def client_kw(srv: FaultServer) -> dict[str, Any]:
+    """aiosmtplib.SMTP's arguments for ``srv``; our name given, so no FQDN lookup in EHLO."""
+    return {
+        "hostname": srv.host,
+        "port": srv.port,
+        "local_hostname": CLIENT_NAME,
+        "start_tls": False,
+        "timeout": 5,
+    }
+
+
 async def send(
     srv: FaultServer, recipients: list[str], **kwargs: object
 ) -> tuple[dict[str, aiosmtplib.SMTPResponse], str]:
-    options: dict[str, object] = {"start_tls": False, "timeout": 5}
+    options: dict[str, object] = {"start_tls": False, "timeout": 5, "local_hostname": CLIENT_NAME}
     options.update(kwargs)
     return await aiosmtplib.send(
         make_message(recipients[0]),
@@ -64,7 +77,16 @@ async def test_listens_on_a_free_loopback_port_and_records_the_transaction() -> 
     assert srv.deliveries_to("BOB@example.test") == 1
     assert srv.deliveries_to("nobody@example.test") == 0
     assert "c: mail from:<alice@sender.test> size=" in " ".join(srv.transcript).lower()
-    assert srv.transcript[0].startswith("S: 220 ")
+    assert srv.transcript[0].startswith("S: 220 fault-smtp.test ")
+
+
+async def test_its_name_is_fixed_unless_given_so_no_lookup_of_the_machines_name() -> None:
+    async with FaultServer(hostname="mx.example.test") as srv:
+        client = aiosmtplib.SMTP(**client_kw(srv))
+        async with client:
+            reply = await client.ehlo()
+    assert reply.message.splitlines()[0] == "mx.example.test"
+    assert srv.transcript[0] == "S: 220 mx.example.test smtp_guard FaultServer"
 
 
 async def test_two_servers_get_different_ports_and_stop_releases_the_port(
@@ -84,7 +106,7 @@ def test_sync_start_stop_serves_smtplib_from_a_background_thread(
     srv = FaultServer("rcpt:*@bad.test=550 5.1.1 No such user")
     srv.start()
     try:
-        with smtplib.SMTP(srv.host, srv.port, timeout=5) as client:
+        with smtplib.SMTP(srv.host, srv.port, CLIENT_NAME, timeout=5) as client:
             refused = client.sendmail(
                 SENDER, ["bob@example.test", "x@bad.test"], b"Subject: s\r\n\r\nhi\r\n"
             )
@@ -97,7 +119,7 @@ def test_sync_start_stop_serves_smtplib_from_a_background_thread(
 
 
 def test_sync_context_manager() -> None:
-    with FaultServer() as srv, smtplib.SMTP(srv.host, srv.port, timeout=5) as client:
+    with FaultServer() as srv, smtplib.SMTP(srv.host, srv.port, CLIENT_NAME, timeout=5) as client:
         client.sendmail(SENDER, ["bob@example.test"], b"Subject: s\r\n\r\nhi\r\n")
     assert len(srv.messages) == 1
 
@@ -160,7 +182,7 @@ async def test_greeting_421_refuses_the_connection() -> None:
 
 async def test_greeting_554_then_only_quit_is_served() -> None:
     async with FaultServer("greeting=554 5.7.1 No SMTP service here") as srv:
-        client = aiosmtplib.SMTP(hostname=srv.host, port=srv.port, start_tls=False, timeout=5)
+        client = aiosmtplib.SMTP(**client_kw(srv))
         with pytest.raises(aiosmtplib.SMTPConnectResponseError):
             await client.connect()
     assert "S: 554 5.7.1 No SMTP service here" in srv.transcript
@@ -171,14 +193,14 @@ async def test_ehlo_fault_applies_to_helo_too() -> None:
         with pytest.raises(aiosmtplib.SMTPHeloError):
             await send(srv, ["bob@example.test"])
     assert srv.fault_hits == [2]  # aiosmtplib falls back from EHLO to HELO
-    assert "C: HELO localhost" in srv.transcript
+    assert f"C: HELO {CLIENT_NAME}" in srv.transcript
 
 
 async def test_ehlo_fault_once_lets_the_helo_fallback_through() -> None:
     async with FaultServer("ehlo=554 5.7.1 Go away x1") as srv:
         await send(srv, ["bob@example.test"])
     assert len(srv.messages) == 1
-    assert srv.transcript[1:3] == ["C: EHLO localhost", "S: 554 5.7.1 Go away"]
+    assert srv.transcript[1:3] == [f"C: EHLO {CLIENT_NAME}", "S: 554 5.7.1 Go away"]
 
 
 async def test_data_fault_replaces_354() -> None:
@@ -281,7 +303,7 @@ def assert_no_secret(transcript: list[str], user: str, password: str) -> None:
 
 async def test_auth_plain_inline_is_masked() -> None:
     async with FaultServer(credentials={"alice": "pw-123"}) as srv:
-        client = aiosmtplib.SMTP(hostname=srv.host, port=srv.port, start_tls=False, timeout=5)
+        client = aiosmtplib.SMTP(**client_kw(srv))
         async with client:
             await client.ehlo()
             await client.auth_plain("alice", "pw-123")
@@ -292,7 +314,7 @@ async def test_auth_plain_inline_is_masked() -> None:
 
 async def test_auth_login_with_initial_response_masks_each_step() -> None:
     async with FaultServer(credentials={"alice": "pw-123"}) as srv:
-        client = aiosmtplib.SMTP(hostname=srv.host, port=srv.port, start_tls=False, timeout=5)
+        client = aiosmtplib.SMTP(**client_kw(srv))
         async with client:
             await client.ehlo()
             await client.auth_login("alice", "pw-123")  # AUTH LOGIN <user>, then the password
@@ -344,7 +366,7 @@ def xoauth2(user: str, token: str) -> bytes:
 
 async def test_xoauth2_accepts_the_users_password_as_token_and_masks_it() -> None:
     async with FaultServer(credentials={"alice": "ya29.tok-123"}, xoauth2=True) as srv:
-        client = aiosmtplib.SMTP(hostname=srv.host, port=srv.port, start_tls=False, timeout=5)
+        client = aiosmtplib.SMTP(**client_kw(srv))
         async with client:
             await client.ehlo()
             assert "xoauth2" in client.server_auth_methods
@@ -379,7 +401,7 @@ async def test_xoauth2_accepts_the_users_password_as_token_and_masks_it() -> Non
 
 async def test_xoauth2_is_off_unless_asked_for() -> None:
     async with FaultServer(credentials={"alice": "tok"}) as srv:
-        client = aiosmtplib.SMTP(hostname=srv.host, port=srv.port, start_tls=False, timeout=5)
+        client = aiosmtplib.SMTP(**client_kw(srv))
         async with client:
             await client.ehlo()
             assert "xoauth2" not in client.server_auth_methods
@@ -401,7 +423,7 @@ async def test_xoauth2_malformed_answers_are_refused(answer: bytes, code: str) -
 
 async def test_auth_is_not_offered_without_credentials() -> None:
     async with FaultServer() as srv:
-        client = aiosmtplib.SMTP(hostname=srv.host, port=srv.port, start_tls=False, timeout=5)
+        client = aiosmtplib.SMTP(**client_kw(srv))
         async with client:
             assert not client.supports_extension("auth")
             reply = await client.execute_command(b"AUTH", b"PLAIN", b"AGFiYwBkZWY=")
@@ -411,7 +433,7 @@ async def test_auth_is_not_offered_without_credentials() -> None:
 async def test_starttls_with_the_generated_certificate() -> None:
     async with FaultServer(starttls="on", credentials={"u": "p"}, auth_requires_tls=True) as srv:
         assert srv.ca_cert_path.read_text().startswith("-----BEGIN CERTIFICATE-----")
-        client = aiosmtplib.SMTP(hostname=srv.host, port=srv.port, start_tls=False, timeout=5)
+        client = aiosmtplib.SMTP(**client_kw(srv))
         async with client:
             await client.ehlo()
             assert client.supports_extension("starttls")
@@ -443,7 +465,7 @@ async def test_starttls_required_refuses_mail_before_tls() -> None:
 
 async def test_starttls_hidden_by_default() -> None:
     async with FaultServer() as srv:
-        client = aiosmtplib.SMTP(hostname=srv.host, port=srv.port, start_tls=False, timeout=5)
+        client = aiosmtplib.SMTP(**client_kw(srv))
         async with client:
             await client.ehlo()
             assert not client.supports_extension("starttls")
@@ -504,7 +526,7 @@ def test_bad_rate_limit_value() -> None:
 
 async def test_starttls_phase_fault_then_normal() -> None:
     async with FaultServer("starttls=on", "starttls=454 4.7.0 TLS not available x1") as srv:
-        smtp = aiosmtplib.SMTP(hostname=srv.host, port=srv.port, start_tls=False, timeout=5)
+        smtp = aiosmtplib.SMTP(**client_kw(srv))
         async with smtp:
             await smtp.ehlo()
             with pytest.raises(aiosmtplib.SMTPResponseException) as caught:
@@ -538,7 +560,7 @@ async def test_auth_phase_fault_once_lets_the_next_mechanism_in() -> None:
 
 async def test_auth_tls_required_refuses_plain_text_auth() -> None:
     async with FaultServer("auth=alice:pw", "auth-tls=required", "starttls=on") as srv:
-        smtp = aiosmtplib.SMTP(hostname=srv.host, port=srv.port, start_tls=False, timeout=5)
+        smtp = aiosmtplib.SMTP(**client_kw(srv))
         async with smtp:
             await smtp.ehlo()
             reply = await smtp.execute_command(b"AUTH", b"PLAIN", b"AGFsaWNlAHB3")

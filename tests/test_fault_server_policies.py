@@ -6,6 +6,7 @@ import asyncio
 
 import aiosmtplib
 import pytest
+from _helpers import CLIENT_NAME
 
 from smtp_guard.replies import parse_reply
 from smtp_guard.testing import FaultServer, RateLimit, Transaction
@@ -15,7 +16,7 @@ BODY = "Subject: s\r\n\r\nhi\r\n"
 
 
 async def send(srv: FaultServer, *recipients: str, sender: str = SENDER, **kw: object) -> object:
-    options: dict[str, object] = {"start_tls": False, "timeout": 5}
+    options: dict[str, object] = {"start_tls": False, "timeout": 5, "local_hostname": CLIENT_NAME}
     options.update(kw)
     return await aiosmtplib.send(
         BODY, sender=sender, recipients=list(recipients), hostname=srv.host, port=srv.port,
@@ -24,7 +25,13 @@ async def send(srv: FaultServer, *recipients: str, sender: str = SENDER, **kw: o
 
 
 def client(srv: FaultServer, timeout: float = 5) -> aiosmtplib.SMTP:
-    return aiosmtplib.SMTP(hostname=srv.host, port=srv.port, start_tls=False, timeout=timeout)
+    return aiosmtplib.SMTP(
+        hostname=srv.host,
+        port=srv.port,
+        local_hostname=CLIENT_NAME,
+        start_tls=False,
+        timeout=timeout,
+    )
 
 
 # --------------------------------------------------------------------------- greylisting

@@ -48,14 +48,15 @@ def test_marker_scripts_the_fixture_server_for_sync_and_async_tests(
 
         @pytest.mark.smtp_faults("rcpt:*@gone.test=550 5.1.1 No such user")
         def test_sync(fault_smtp):
-            with smtplib.SMTP(fault_smtp.host, fault_smtp.port, timeout=5) as c:
+            with smtplib.SMTP(fault_smtp.host, fault_smtp.port, "c.test", timeout=5) as c:
                 refused = c.sendmail("a@x.test", ["b@ok.test", "c@gone.test"], BODY)
             assert refused == {"c@gone.test": (550, b"5.1.1 No such user")}
             assert fault_smtp.deliveries_to("b@ok.test") == 1
 
         @pytest.mark.smtp_faults("mail=451 4.3.0 Busy x1")
         async def test_async(fault_smtp):
-            kw = dict(hostname=fault_smtp.host, port=fault_smtp.port, start_tls=False)
+            kw = dict(hostname=fault_smtp.host, port=fault_smtp.port, local_hostname="c.test",
+                      start_tls=False)
             with pytest.raises(aiosmtplib.SMTPSenderRefused):
                 await aiosmtplib.send(BODY, sender="a@x.test", recipients=["b@y.test"], **kw)
             await aiosmtplib.send(BODY, sender="a@x.test", recipients=["b@y.test"], **kw)
@@ -63,7 +64,7 @@ def test_marker_scripts_the_fixture_server_for_sync_and_async_tests(
 
         def test_unmarked_server_behaves(fault_smtp):
             assert fault_smtp.faults == ()
-            with smtplib.SMTP(fault_smtp.host, fault_smtp.port, timeout=5) as c:
+            with smtplib.SMTP(fault_smtp.host, fault_smtp.port, "c.test", timeout=5) as c:
                 assert c.sendmail("a@x.test", ["b@y.test"], BODY) == {}
         """,
     )
@@ -84,7 +85,7 @@ def test_marker_settings_and_class_level_markers(pytester: pytest.Pytester) -> N
                 assert [str(f) for f in fault_smtp.faults] == [
                     "rcpt:*@near.test=550 Near", "rcpt=450 4.2.1 Class-level"]
                 assert fault_smtp.settings.credentials == {"u": "pw"}
-                with smtplib.SMTP(fault_smtp.host, fault_smtp.port, timeout=5) as c:
+                with smtplib.SMTP(fault_smtp.host, fault_smtp.port, "c.test", timeout=5) as c:
                     c.login("u", "pw")
 
             def test_class_only(self, fault_smtp):

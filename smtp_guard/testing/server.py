@@ -619,7 +619,11 @@ class FaultServer:
     ``with FaultServer(...) as srv:`` / ``srv.start()`` ... ``srv.stop()`` from synchronous code
     (the server then runs on its own loop in a background thread). ``srv.host`` and
     ``srv.port`` say where it listens; the port is picked free unless given. Only loopback
-    addresses are accepted unless ``allow_remote=True``.
+    addresses are accepted unless ``allow_remote=True``. ``hostname`` (default
+    ``"fault-smtp.test"``) is the name it gives in its greeting, its EHLO reply and its
+    certificate: fixed, so starting a server never looks up the machine's own name (aiosmtpd's
+    default, :func:`socket.getfqdn`, is slow or hangs on some hosts). Clients do the same
+    lookup for EHLO unless given a name (aiosmtplib's and smtplib's ``local_hostname``).
 
     Example::
 
