@@ -364,21 +364,28 @@ async def test_pool_wait_is_bounded_by_the_deadline_and_says_so() -> None:
 
 
 async def test_rate_limit_wait_beyond_the_deadline_fails_at_once() -> None:
+    # One message an hour against a generous deadline: however slow the machine, the second
+    # message's wait (nearly an hour) is far beyond what is left of its 60 s deadline.
+    hour = 3600.0
     async with FaultServer() as srv:
         async with Mailer(
             hostname=srv.host,
             port=srv.port,
             local_hostname="c.test",
-            rate_limit=0.5,  # one message per 2 s
-            policy=RetryPolicy(attempts=1, deadline=1.0),
+            rate_limit=1 / hour,
+            policy=RetryPolicy(attempts=1, deadline=60.0),
         ) as mailer:
             await mailer.send(_message(0), sender="a@s.test", recipients=["r0@r.test"])
             with pytest.raises(SMTPTimeout) as caught:
-                await mailer.send(_message(1), sender="a@s.test", recipients=["r1@r.test"])
+                # at once: a send that waited for its slot would be stopped by this guard
+                await _within_deadline(
+                    mailer.send(_message(1), sender="a@s.test", recipients=["r1@r.test"])
+                )
             # The refused message took no slot: the next one waits for the first's slot only.
             assert mailer.rate is not None
-            assert mailer.rate.delay() <= 2.0
+            assert mailer.rate.delay() <= hour
         assert srv.deliveries_to("r1@r.test") == 0
+        assert len(srv.transactions) == 1  # it never reached the server
     assert "rate limit" in caught.value.message
     assert not caught.value.permanent
 
