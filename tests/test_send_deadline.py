@@ -7,7 +7,9 @@ succeed; with it they end with the typed timeout error. No timing is asserted.
 The deadline runs from the start of the attempt, so it covers the phases before the stall
 too: short (:data:`SHORT`) only where the stall is the first thing waited for (the greeting,
 the local name lookup), else long enough (:data:`PATIENT`) for a loaded machine to get that
-far, and to keep the half of it reserved for the reply to the final "." (see ``_deliver``).
+far: connecting, EHLO, MAIL, RCPT and DATA must be done within the half of it that is not
+reserved for the reply to the final "." (see ``_deliver``), 1.5 s, against tens of
+milliseconds on loopback. Those tests last the whole deadline, so it is not longer still.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from smtp_guard.testing import FaultServer
 
 RAW = b"Subject: deadline\r\n\r\nbody\r\n"
 SHORT = RetryPolicy(attempts=3, deadline=0.3, initial_wait=0.0, jitter=0.0)
-PATIENT = RetryPolicy(attempts=3, deadline=1.5, initial_wait=0.0, jitter=0.0)
+PATIENT = RetryPolicy(attempts=3, deadline=3.0, initial_wait=0.0, jitter=0.0)
 
 
 pytestmark = pytest.mark.usefixtures("no_real_sleep")
@@ -57,7 +59,7 @@ async def test_a_stalled_command_ends_at_the_deadline_not_at_the_timeout() -> No
         assert srv.messages == []
     error = caught.value
     assert (error.attempts, error.history) == (1, ())  # one attempt, ended by the deadline
-    assert "deadline (1.5s)" in error.hint
+    assert f"deadline ({PATIENT.deadline:g}s)" in error.hint
     assert "deadline" in str(error)
 
 
@@ -83,7 +85,7 @@ async def test_a_hanging_local_name_lookup_ends_at_the_deadline(
     release = threading.Event()
 
     def stuck_lookup(name: str = "") -> str:
-        release.wait(5)
+        release.wait(60)  # released as soon as the send has ended
         return "client.test"
 
     monkeypatch.setattr(socket, "getfqdn", stuck_lookup)
