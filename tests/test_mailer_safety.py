@@ -313,7 +313,6 @@ async def test_a_send_that_queued_most_of_its_deadline_never_ends_uncertain(
     async with holding_server(hold_replies=True) as srv:
         async with _pool_of_one(srv, pipelining=pipelining) as mailer:
             first = await _holding_the_connection(srv, mailer)
-            started = time.monotonic()
             second = asyncio.ensure_future(
                 mailer.send(
                     _message(1),
@@ -322,6 +321,8 @@ async def test_a_send_that_queued_most_of_its_deadline_never_ends_uncertain(
                     policy=RetryPolicy(attempts=1, deadline=deadline),
                 )
             )
+            await asyncio.sleep(0)  # the send runs up to its first wait: its deadline is set
+            started = time.monotonic()  # so at or after the deadline's start, however late
             # The behaviour under test is a deadline eaten by waiting: wait for that to happen
             # (at least 60% of it gone; how much more does not matter).
             while time.monotonic() < started + 0.6 * deadline:
