@@ -25,6 +25,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import heapq
+import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -62,6 +64,10 @@ class PoolStats:
     overlapped: int = 0
 
 
+class _Expired(Exception):
+    """Set on a queued waiter whose call's deadline passed (turned into SMTPTimeout)."""
+
+
 @dataclass
 class _Meta:
     created: float
@@ -95,6 +101,15 @@ class Pool:
         self._opening = 0
         self._closed = False
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        # The queue's deadlines: one timer for the whole queue, at the earliest deadline of a
+        # waiter, instead of a wait_for (a timer, and its heap entry) per queued message, which
+        # cost ~10% of the Mailer's throughput with hundreds of sends queued. (deadline in
+        # time.monotonic(), tie-breaker, waiter); entries of waiters served meanwhile are dropped
+        # lazily (see _prune).
+        self._ends: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+        self._expiry: asyncio.TimerHandle | None = None
+        self._expiry_at = 0.0
         self._closing: set[asyncio.Task[None]] = set()
         #: attempts (tasks) holding each connection; more than one while it is lent
         self._holders: dict[Connection, int] = {}
@@ -121,24 +136,20 @@ class Pool:
         if not self._waiters and self._can_start():
             self._busy += 1
             return
+        left = time_left()  # the call's deadline bounds the wait
+        if left is not None and left <= 0.0:
+            raise self._busy_timeout(left)
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
-        left = time_left()  # the call's deadline bounds the wait
+        if left is not None:
+            self._expire_at(time.monotonic() + left, waiter)
         try:
             # The slot is taken for us (see _wake) before the future is set.
-            if left is None:
-                await waiter
-            else:
-                await asyncio.wait_for(waiter, left)
-        except asyncio.TimeoutError:
+            await waiter
+        except _Expired:
             with contextlib.suppress(ValueError):
                 self._waiters.remove(waiter)
-            raise SMTPTimeout(
-                f"no pooled connection to {self.params.server} came free within the deadline "
-                f"({left:.2f}s left; all {min(self.size, self._limit())} in use): the message "
-                "was not sent",
-                hint=POOL_BUSY_HINT,
-            ) from None
+            raise self._busy_timeout(left) from None
         except BaseException:
             if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
                 self._give_back_slot()  # woken and cancelled at once: pass the slot on
@@ -146,6 +157,52 @@ class Pool:
                 with contextlib.suppress(ValueError):
                     self._waiters.remove(waiter)
             raise
+
+    def _busy_timeout(self, left: float | None) -> SMTPTimeout:
+        return SMTPTimeout(
+            f"no pooled connection to {self.params.server} came free within the deadline "
+            f"({left or 0.0:.2f}s left; all {min(self.size, self._limit())} in use): the message "
+            "was not sent",
+            hint=POOL_BUSY_HINT,
+        )
+
+    def _expire_at(self, end: float, waiter: asyncio.Future[None]) -> None:
+        """Fail ``waiter`` with :class:`_Expired` at ``end`` (monotonic) unless served first."""
+        heapq.heappush(self._ends, (end, next(self._order), waiter))
+        if self._expiry is None or end < self._expiry_at:
+            self._schedule_expiry(end)
+
+    def _schedule_expiry(self, end: float) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+        self._expiry_at = end
+        delay = max(0.0, end - time.monotonic())
+        self._expiry = asyncio.get_running_loop().call_later(delay, self._expire)
+
+    def _expire(self) -> None:
+        """The queue's timer: fail the waiters whose deadline passed, then re-arm it for the
+        earliest one still waiting."""
+        self._expiry = None
+        now = time.monotonic()
+        ends = self._ends
+        while ends and (ends[0][2].done() or ends[0][0] <= now):
+            waiter = heapq.heappop(ends)[2]
+            if not waiter.done():
+                waiter.set_exception(_Expired())
+        if ends:
+            self._schedule_expiry(ends[0][0])
+
+    def _prune(self) -> None:
+        """Drop the deadlines of waiters served or gone (the queue's timer ignores them)."""
+        ends = self._ends
+        while ends and ends[0][2].done():
+            heapq.heappop(ends)
+        if len(ends) > 2 * len(self._waiters) + 16:  # served out of deadline order
+            self._ends = [entry for entry in ends if not entry[2].done()]
+            heapq.heapify(self._ends)
+        if not self._ends and self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
 
     def _give_back_slot(self) -> None:
         self._busy -= 1
@@ -157,6 +214,8 @@ class Pool:
             if not waiter.done():
                 self._busy += 1
                 waiter.set_result(None)
+        if self._ends:
+            self._prune()
 
     async def acquire(self) -> Connection:
         """A ready connection for one attempt; waits while ``limit()`` transactions run."""
@@ -317,6 +376,7 @@ class Pool:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_exception(RuntimeError("the Mailer is closed"))
+        self._prune()
         aborted: list[Connection] = []
         for conn in idle:
             if abort:
