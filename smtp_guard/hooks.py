@@ -334,7 +334,9 @@ class SendTracker:
             self._message = None
         return self._message_id
 
-    def _listening(self, level: int) -> bool:
+    def listening(self, level: int = logging.INFO) -> bool:
+        """Whether anyone receives this send's events at ``level`` (a hook, or the logger
+        enabled for it): callers skip building an event's arguments when not."""
         return bool(_global or self._hooks) or logger.isEnabledFor(level)
 
     def begin_attempt(self) -> None:
@@ -351,7 +353,7 @@ class SendTracker:
         error: SMTPGuardError | None = None,
     ) -> None:
         """Report the end of attempt number ``attempt`` (see the module docstring)."""
-        if not self._listening(logging.INFO):
+        if not self.listening(logging.INFO):
             return
         now = time.monotonic()
         tried = self.recipients if recipients is None else tuple(recipients)
@@ -381,7 +383,7 @@ class SendTracker:
         error: SMTPGuardError | None = None,
     ) -> None:
         """Report that attempt ``attempt + 1`` will start in ``wait`` seconds."""
-        if not self._listening(logging.WARNING):
+        if not self.listening(logging.WARNING):
             return
         await _dispatch(
             RetryDetails(
@@ -410,7 +412,7 @@ class SendTracker:
         # A failed or partial result is logged at WARNING or ERROR: build it whenever that
         # level is on, even where INFO is off.
         quiet = error is None and not refused
-        if not self._listening(logging.INFO if quiet else logging.WARNING):
+        if not self.listening(logging.INFO if quiet else logging.WARNING):
             return
         everyone = self.recipients if recipients is None else tuple(recipients)
         outcomes, errors = _outcomes(everyone, delivered, refused, error)

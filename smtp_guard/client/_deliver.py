@@ -235,13 +235,14 @@ async def _attempt(
             error = RecipientsRefused(state.keyed(owed_errors), delivered=state.names(delivered))
         if error is None and not state.delivered:
             error = RecipientsRefused(state.keyed(state.refused))
-        await tracker.attempt(
-            number,
-            recipients=state.names(tried),
-            delivered=state.names(delivered),
-            refused=state.keyed(refused),
-            error=error,
-        )
+        if tracker.listening():  # (INFO, the level of an attempt's event)
+            await tracker.attempt(
+                number,
+                recipients=state.names(tried),
+                delivered=state.names(delivered),
+                refused=state.keyed(refused),
+                error=error,
+            )
         if error is not None:
             state.history.append(error)
             raise error
@@ -321,6 +322,9 @@ def _finish(state: _State, final: SMTPGuardError) -> SMTPGuardError | SendResult
 
 
 async def _report(state: _State, error: SMTPGuardError | None) -> None:
+    quiet = error is None and not state.refused and not state.deferred  # an INFO event
+    if quiet and not state.tracker.listening():
+        return
     undelivered = {**state.refused, **{r: e for r, e in state.deferred.items() if r in state.owed}}
     await state.tracker.result(
         attempts=state.attempt,
