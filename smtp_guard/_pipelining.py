@@ -225,15 +225,33 @@ class _Channel(asyncio.Protocol):
                 raise self.error
             if self.closed_by_peer or expect.remaining == 0:
                 return None
-            expect.waiter = asyncio.get_running_loop().create_future()
+            # Bounded by the call's deadline too, as each command of the client is.
+            limit = bound(timeout)
+            if limit is not None and limit <= 0.0:
+                raise ReadTimeout("timed out waiting for the server's reply")
+            loop = asyncio.get_running_loop()
+            waiter = expect.waiter = loop.create_future()
+            # A timer of our own rather than asyncio.wait_for, which costs twice as much per
+            # reply (its bookkeeping is ~5 us of a Mailer's ~200 us per message, twice).
+            timer = None if limit is None else loop.call_later(limit, _time_out, waiter)
             try:
-                # Bounded by the call's deadline too, as each command of the client is.
-                await asyncio.wait_for(expect.waiter, bound(timeout))
-            except asyncio.TimeoutError:
+                await waiter
+            except _ReplyTimeout:
                 raise ReadTimeout("timed out waiting for the server's reply") from None
             finally:
                 expect.waiter = None
+                if timer is not None:
+                    timer.cancel()
         return expect.replies.popleft()
+
+
+class _ReplyTimeout(Exception):
+    """Set on a reply's waiter when its time is up (turned into ReadTimeout)."""
+
+
+def _time_out(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(_ReplyTimeout())
 
 
 _CHANNELS: weakref.WeakKeyDictionary[aiosmtplib.SMTP, _Channel] = weakref.WeakKeyDictionary()
