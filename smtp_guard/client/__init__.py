@@ -40,6 +40,10 @@ R = TypeVar("R")
 
 __all__ = ["SendResult", "send", "send_sync"]
 
+#: ``RetryPolicy()``, built once: the policy is an immutable value, and building one (its
+#: checks) on every call cost ~1.7 us of the happy path.
+_DEFAULT_POLICY = RetryPolicy()
+
 
 async def send(
     message: email.message.EmailMessage | email.message.Message | str | bytes,
@@ -89,7 +93,7 @@ async def send(
     with its connection (a used or unconnected one is ``InvalidInput``).
     """
     if policy is None:
-        policy = RetryPolicy()
+        policy = _DEFAULT_POLICY
     elif not isinstance(policy, RetryPolicy):
         raise InvalidInput(f"policy must be a RetryPolicy, got {type(policy).__name__}")
     envelope = make_envelope(message, sender, recipients, mail_options, rcpt_options)

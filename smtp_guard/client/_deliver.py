@@ -55,6 +55,8 @@ from smtp_guard.policy import RetryDecision, RetryPolicy, is_testing
 
 __all__ = ["Acquire", "Release", "Transaction", "deliver"]
 
+_DEFAULT_POLICY = RetryPolicy()  # an immutable value: one for every call that gives none
+
 #: Gives a ready connection (connected, EHLO'd, TLS, logged in) or raises a typed error.
 Acquire = Callable[[], Awaitable[Connection]]
 #: Takes a connection back after an attempt; it may be closed (``conn.is_connected``).
@@ -130,7 +132,7 @@ async def deliver(
     ``tracker`` reports attempts/retries/result to the hooks; ``transaction`` replaces
     :func:`run_transaction` (same contract).
     """
-    policy = policy or RetryPolicy()
+    policy = policy or _DEFAULT_POLICY
     if tracker is None:
         tracker = hooks.SendTracker(
             envelope.message, sender=envelope.sender, recipients=envelope.original.values()
