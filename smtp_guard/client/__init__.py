@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import email.message
+import functools
 import inspect
 import socket
 import ssl
@@ -101,12 +102,10 @@ async def send(
     if sock is not None and policy.attempts > 1:
         policy = dataclasses.replace(policy, attempts=1)
 
-    async def acquire() -> Connection:
-        return await open_connection(params)
-
-    async def release(conn: Connection) -> None:
-        await conn.close()
-
+    # Plain callables, not async wrappers: each wrapper was one more coroutine to create and
+    # one more frame to resume at every wake-up of the send.
+    acquire = functools.partial(open_connection, params)
+    release = Connection.close
     tracker = hooks.SendTracker(
         message,
         sender=envelope.sender,

@@ -171,8 +171,9 @@ async def deliver(
 
     try:
         try:
-            # The first attempt runs without tenacity: the happy path pays nothing for it.
-            result = await attempt()
+            # The first attempt runs without tenacity (nor the wrapper it needs): the happy
+            # path pays nothing for it.
+            result = await _attempt(state, acquire, release, transact)
         except SMTPGuardError as first:
             state.decision = policy.decide(state.attempt, state.elapsed(), first)
             if not state.decision.retry:
