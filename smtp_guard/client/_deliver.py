@@ -265,12 +265,16 @@ def _keep_for_reply() -> Token[float]:
 
 
 def _result(state: _State, extra: dict[str, ReplyError] | None = None) -> SendResult:
-    refused = {**state.refused, **(extra or {})}
-    order = {r: i for i, r in enumerate(state.envelope.recipients)}
+    refused = {**state.refused, **extra} if extra else state.refused
+    delivered: Iterable[str] = state.delivered
+    if refused or len(state.delivered) > 1:  # else nothing to put in the caller's order
+        order = {r: i for i, r in enumerate(state.envelope.recipients)}
+        delivered = sorted(delivered, key=lambda r: order.get(r, 0))
+        refused = dict(sorted(refused.items(), key=lambda kv: order.get(kv[0], 0)))
     return SendResult(
         state.response,
-        delivered=state.names(state.in_order(state.delivered)),
-        refused=state.keyed(dict(sorted(refused.items(), key=lambda kv: order.get(kv[0], 0)))),
+        delivered=state.names(delivered),
+        refused=state.keyed(refused),  # (a new dict: state.refused is never handed out)
         attempts=state.attempt,
         history=state.history,  # every failed attempt (the last one too, if it failed)
     )
