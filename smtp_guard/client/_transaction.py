@@ -141,6 +141,9 @@ class Prepared:
     encoding: str  # of the addresses on the command line
 
 
+_NO_OPTIONS: frozenset[str] = frozenset()
+
+
 def prepare_message(conn: Connection, envelope: Envelope) -> Prepared:
     """Flatten the message for this server (8BITMIME, SMTPUTF8) and check it fits SIZE.
 
@@ -148,7 +151,7 @@ def prepare_message(conn: Connection, envelope: Envelope) -> Prepared:
     :class:`ExtensionNotSupported` if a non-ASCII address needs SMTPUTF8 the server lacks.
     """
     options = list(envelope.mail_options)
-    lowered = {o.lower() for o in options}
+    lowered = {o.lower() for o in options} if options else _NO_OPTIONS
     utf8 = envelope.needs_smtputf8 or "smtputf8" in lowered
     if utf8:
         if not conn.supports("smtputf8"):

@@ -156,7 +156,7 @@ class Envelope:
     @property
     def needs_smtputf8(self) -> bool:
         """Whether an address is non-ASCII, so the server must offer SMTPUTF8."""
-        return not all(a.isascii() for a in (self.sender, *self.recipients))
+        return not (self.sender.isascii() and all(map(str.isascii, self.recipients)))
 
 
 def make_envelope(
