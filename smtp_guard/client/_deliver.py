@@ -141,6 +141,34 @@ async def deliver(
 
     transact: Transaction = transaction or run_transaction
 
+    try:
+        try:
+            # The first attempt runs without tenacity (nor the wrapper it needs): the happy
+            # path pays nothing for it.
+            result = await _attempt(state, acquire, release, transact)
+        except SMTPGuardError as first:
+            state.decision = policy.decide(state.attempt, state.elapsed(), first)
+            if not state.decision.retry:
+                raise
+            result = await _retry(state, acquire, release, transact, state.decision.wait)
+    except SMTPGuardError as final:
+        outcome = _finish(state, final)
+        if isinstance(outcome, SendResult):
+            await _report(state, None)
+            return outcome
+        await _report(state, outcome)
+        raise outcome from None
+    await _report(state, None)
+    return result
+
+
+async def _retry(
+    state: _State, acquire: Acquire, release: Release, transact: Transaction, first_wait: float
+) -> SendResult:
+    """The attempts after a first one that failed and is to be retried: wait ``first_wait``,
+    then let tenacity loop. Its callbacks are built only here, off the happy path."""
+    policy, tracker = state.policy, state.tracker
+
     async def attempt() -> SendResult:
         return await _attempt(state, acquire, release, transact)
 
@@ -169,29 +197,11 @@ async def deliver(
         else:
             await asyncio.sleep(seconds)
 
-    try:
-        try:
-            # The first attempt runs without tenacity (nor the wrapper it needs): the happy
-            # path pays nothing for it.
-            result = await _attempt(state, acquire, release, transact)
-        except SMTPGuardError as first:
-            state.decision = policy.decide(state.attempt, state.elapsed(), first)
-            if not state.decision.retry:
-                raise
-            await sleep(state.decision.wait)
-            retrying = AsyncRetrying(
-                retry=should_retry, wait=wait, sleep=sleep, stop=stop_never, reraise=True
-            )
-            result = await retrying(attempt)
-    except SMTPGuardError as final:
-        outcome = _finish(state, final)
-        if isinstance(outcome, SendResult):
-            await _report(state, None)
-            return outcome
-        await _report(state, outcome)
-        raise outcome from None
-    await _report(state, None)
-    return result
+    await sleep(first_wait)
+    retrying = AsyncRetrying(
+        retry=should_retry, wait=wait, sleep=sleep, stop=stop_never, reraise=True
+    )
+    return await retrying(attempt)
 
 
 async def _attempt(
