@@ -55,8 +55,13 @@ def send(capsys: pytest.CaptureFixture[str], *argv: Any) -> tuple[int, str, str]
     return code, out, err
 
 
+#: The EHLO name, given so that aiosmtplib does not ask socket.getfqdn() (slow or hanging on
+#: some CI hosts).
+NAMED = ("--local-hostname", "cli.test")
+
+
 def at(server: FaultServer) -> list[str]:
-    return ["--host", server.host, "--port", str(server.port), "--local-hostname", "cli.test"]
+    return ["--host", server.host, "--port", str(server.port), *NAMED]
 
 
 def envelope(*recipients: str) -> list[str]:
@@ -121,7 +126,7 @@ def test_stdin(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPat
 def test_no_host_uses_an_embedded_server_and_says_so(
     capsys: pytest.CaptureFixture[str], eml: Path
 ) -> None:
-    code, out, err = send(capsys, *envelope("alice@rcpt.test"), "--plain", eml)
+    code, out, err = send(capsys, *envelope("alice@rcpt.test"), "--plain", *NAMED, eml)
     assert code == 0
     assert "no --host: sending to an embedded test server (FaultServer) on 127.0.0.1:" in err
     assert "the test server kept 1 message(s) for alice@rcpt.test" in out
@@ -130,7 +135,13 @@ def test_no_host_uses_an_embedded_server_and_says_so(
 def test_embedded_server_scripted_with_fault(capsys: pytest.CaptureFixture[str], eml: Path) -> None:
     fault = "rcpt:bob@*=550 5.1.1 <{rcpt}>: No such user here"
     code, out, _ = send(
-        capsys, *envelope("alice@rcpt.test", "bob@rcpt.test"), "--fault", fault, "--json", eml
+        capsys,
+        *envelope("alice@rcpt.test", "bob@rcpt.test"),
+        "--fault",
+        fault,
+        "--json",
+        *NAMED,
+        eml,
     )
     assert code == 1
     data = json.loads(out)
@@ -229,7 +240,7 @@ def test_unreachable_server_exit_1(capsys: pytest.CaptureFixture[str], eml: Path
         port = s.getsockname()[1]  # bound, not listening: connections are refused
         code, out, _ = send(
             capsys,
-            "--host", "127.0.0.1", "--port", port,
+            "--host", "127.0.0.1", "--port", port, *NAMED,
             *envelope("alice@rcpt.test"), "--attempts", "2", "--plain", eml,
         )  # fmt: skip
     assert code == 1
@@ -427,7 +438,7 @@ def test_embedded_server_port_in_use_exit_2(capsys: pytest.CaptureFixture[str], 
 
 
 def test_implicit_tls_to_the_embedded_server(capsys: pytest.CaptureFixture[str], eml: Path) -> None:
-    code, out, _ = send(capsys, "--tls", *envelope("a@rcpt.test"), "--json", eml)
+    code, out, _ = send(capsys, "--tls", *envelope("a@rcpt.test"), "--json", *NAMED, eml)
     assert code == 0
     assert json.loads(out)["kept"] == [["a@rcpt.test"]]
 

@@ -14,6 +14,9 @@ import pytest
 from smtp_guard.cli import main
 
 LAUNCH = "import sys; from smtp_guard.cli import main; sys.exit(main())"
+#: The clients' EHLO name: without it aiosmtplib asks socket.getfqdn() (slow or hanging on
+#: some CI hosts).
+CLIENT_NAME = "client.test"
 
 
 async def start_serve(*args: str) -> tuple[asyncio.subprocess.Process, int, list[str]]:
@@ -57,7 +60,7 @@ async def test_serves_prints_each_transaction_and_stops_on_a_signal(signum: int)
         refused, _ = await aiosmtplib.send(
             "Subject: hi\r\n\r\nhello\r\n", sender="a@x.test",
             recipients=["b@ok.test", "c@gone.test"], hostname="127.0.0.1", port=port,
-            start_tls=False, timeout=5,
+            start_tls=False, timeout=5, local_hostname=CLIENT_NAME,
         )  # fmt: skip
         assert list(refused) == ["c@gone.test"]
         printed = await read_until(proc, "refused")
@@ -82,12 +85,13 @@ async def test_transcript_option_prints_each_connection_with_auth_masked() -> No
         await aiosmtplib.send(
             "Subject: hi\r\n\r\nhello\r\n", sender="a@x.test", recipients=["b@ok.test"],
             hostname="127.0.0.1", port=port, start_tls=True, tls_context=context, timeout=5,
-            username="alice", password="hunter2",
+            username="alice", password="hunter2", local_hostname=CLIENT_NAME,
         )  # fmt: skip
         lines = await read_until(proc, "S: 221")
         # AUTH LOGIN: user name and password each on a line of their own, base64
         client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=True,
-                                 tls_context=context, timeout=5)  # fmt: skip
+                                 tls_context=context, timeout=5,
+                                 local_hostname=CLIENT_NAME)  # fmt: skip
         async with client:
             await client.ehlo()
             await client.auth_login("alice", "hunter2")

@@ -19,7 +19,7 @@ if not settings.configured:
     django.setup()
 
 from django.core import mail
-from django.core.mail import EmailMessage
+from django.core.mail import DNS_NAME, EmailMessage
 from django.test import override_settings
 
 from smtp_guard import errors
@@ -29,6 +29,17 @@ from smtp_guard.policy import RetryPolicy, no_wait
 from smtp_guard.testing import FaultServer
 
 FAST = {"attempts": 3, "deadline": 30.0}
+#: The machine's name as Django's DNS_NAME caches it (EHLO name and Message-ID domain).
+HOST_NAME = "django-host.test"
+
+
+@pytest.fixture(autouse=True)
+def _known_host_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Django asks socket.getfqdn() once per process (slow or hanging on some CI hosts); its
+    # own cache, filled here, is what both Message-ID and the backend's EHLO name read.
+    # SMTP_GUARD_OPTIONS={"local_hostname": ...} alone would not do: send_options() asks
+    # DNS_NAME before the options override it, and EmailMessage.message() asks it too.
+    monkeypatch.setattr(DNS_NAME, "_fqdn", HOST_NAME, raising=False)
 
 
 @pytest.fixture(autouse=True)
@@ -60,6 +71,7 @@ def test_batch_is_sent_over_one_connection_and_counted() -> None:
             [_email("a@x.test"), _email("b@x.test", subject="second"), _email("c@x.test")]
         )
     assert sent == 3
+    assert f"C: EHLO {HOST_NAME}" in server.transcript  # Django's DNS_NAME, as Django's backend
     assert [t.recipients for t in server.messages] == [["a@x.test"], ["b@x.test"], ["c@x.test"]]
     assert server.connection_count == 1  # reused across the batch (RSET between messages)
 
@@ -206,7 +218,11 @@ def test_backend_settings_keep_djangos_meaning() -> None:
     ):
         backend = EmailBackend()
         options = backend.send_options()
+        with override_settings(SMTP_GUARD_OPTIONS={"local_hostname": "app.example.test"}):
+            named = EmailBackend().send_options()
     assert options["hostname"] == "mail.example.test"
+    assert options["local_hostname"] == HOST_NAME
+    assert named["local_hostname"] == "app.example.test"
     assert options["port"] == 465
     assert options["use_tls"] is True
     assert options["start_tls"] is False

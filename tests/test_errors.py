@@ -740,11 +740,15 @@ async def test_a_refused_login_shows_no_credential() -> None:
     }
 
     def smtp() -> SMTP:
-        return SMTP(Handler(), authenticator=refuse, auth_require_tls=False)
+        return SMTP(Handler(), hostname="server.test", authenticator=refuse, auth_require_tls=False)
 
     async with loopback_server(smtp) as server:
         client = aiosmtplib.SMTP(
-            hostname="127.0.0.1", port=port_of(server), start_tls=False, timeout=5
+            hostname="127.0.0.1",
+            port=port_of(server),
+            start_tls=False,
+            timeout=5,
+            local_hostname="client.test",  # neither side asks socket.getfqdn() (slow on CI)
         )
         await client.connect()
         try:

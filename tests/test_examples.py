@@ -21,6 +21,7 @@ if not settings.configured:
 
 from _redis import CeleryWorker, RedisServer, redis_available
 from django.core import mail
+from django.core.mail import DNS_NAME
 from django.test import override_settings
 from fastapi.testclient import TestClient
 
@@ -129,7 +130,12 @@ def test_fastapi_route_maps_failures_to_http(api: TestClient, server: FaultServe
 # --------------------------------------------------------------------------- Django
 
 
-def test_django_settings_snippet_sends_through_the_guard(server: FaultServer) -> None:
+def test_django_settings_snippet_sends_through_the_guard(
+    server: FaultServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Django's cached machine name (EHLO name, Message-ID domain), so that Django does not
+    # ask socket.getfqdn(), slow or hanging on some CI hosts; the snippet stays as it is.
+    monkeypatch.setattr(DNS_NAME, "_fqdn", "django-host.test", raising=False)
     env = {"SMTP_HOST": server.host, "SMTP_PORT": str(server.port), "MAIL_FROM": "dj@x.test"}
     with pytest.MonkeyPatch.context() as patch:
         for key, value in env.items():

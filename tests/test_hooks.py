@@ -337,6 +337,8 @@ def test_errors_keep_their_type_in_details() -> None:
 
 
 RAW = b"From: a@x.test\r\nMessage-ID: <real@x.test>\r\nSubject: hooks\r\n\r\nbody text\r\n"
+#: The EHLO name: without it aiosmtplib asks socket.getfqdn() (slow or hanging on some CI hosts).
+CLIENT_NAME = "client.test"
 
 
 @pytest.fixture
@@ -365,6 +367,7 @@ async def test_a_real_send_reports_attempts_retries_and_result(
                 recipients=["ok@x.test", "later@grey.test", "no@unknown.test"],
                 hostname=server.host,
                 port=server.port,
+                local_hostname=CLIENT_NAME,
                 policy=RetryPolicy(attempts=3),
             )
     assert result.delivered == ("ok@x.test", "later@grey.test")
@@ -412,6 +415,7 @@ async def test_a_hook_that_never_returns_does_not_hold_up_a_real_send(
                     recipients=["ok@x.test", "later@grey.test"],
                     hostname=server.host,
                     port=server.port,
+                    local_hostname=CLIENT_NAME,
                     policy=RetryPolicy(attempts=2),
                 ),
                 30,  # only so that a regression fails instead of hanging
@@ -436,6 +440,7 @@ async def test_prometheus_hook_counts_a_real_send() -> None:
                 recipients=["ok@x.test", "later@grey.test", "no@unknown.test"],
                 hostname=server.host,
                 port=server.port,
+                local_hostname=CLIENT_NAME,
                 policy=RetryPolicy(attempts=3),
             )
             with pytest.raises(errors.SMTPGuardError):
@@ -445,6 +450,7 @@ async def test_prometheus_hook_counts_a_real_send() -> None:
                     recipients=["gone@unknown.test"],
                     hostname=server.host,
                     port=server.port,
+                    local_hostname=CLIENT_NAME,
                 )
 
     def value(name: str, **labels: str) -> float | None:
