@@ -156,6 +156,8 @@ class Pool:
             else:
                 with contextlib.suppress(ValueError):
                     self._waiters.remove(waiter)
+            if self._ends:
+                self._prune()  # a cancelled waiter's deadline (and the timer) go with it
             raise
 
     def _busy_timeout(self, left: float | None) -> SMTPTimeout:

@@ -88,3 +88,19 @@ async def test_close_fails_waiters_and_disarms_the_timer() -> None:
         await waiter
     assert not pool._ends
     assert pool._expiry is None
+
+
+async def test_cancelled_waiters_leave_no_deadline_or_timer_behind() -> None:
+    pool = _pool()
+    await pool._slot()  # the one slot stays taken: everyone else queues
+    log: list[str] = []
+    waiters = [asyncio.ensure_future(_wait_for_slot(pool, 60.0, log, str(i))) for i in range(30)]
+    await asyncio.sleep(0)
+    assert len(pool._ends) == 30
+    for task in reversed(waiters):  # latest deadline first: the heap's top goes last
+        task.cancel()
+    await asyncio.gather(*waiters, return_exceptions=True)
+    assert not pool._waiters
+    assert not pool._ends  # the deadlines of cancelled waiters are not kept for 60 s
+    assert pool._expiry is None
+    assert pool.busy == 1

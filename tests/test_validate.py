@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from smtp_guard.client import _validate
 from smtp_guard.client._connect import ConnectParams
 from smtp_guard.client._validate import check_address, check_options, make_envelope
 from smtp_guard.errors import InvalidInput
@@ -163,3 +164,11 @@ def test_whatever_is_accepted_is_one_clean_mailbox_taken_verbatim(text: str) -> 
     unquoted = mailbox.split('"')[0::2]  # outside a quoted local part
     assert not any(ch.isspace() or ch == "," for part in unquoted for ch in part)
     assert mailbox.count("@") >= 1
+
+
+def test_only_ordinary_addresses_are_remembered() -> None:
+    long_name = "N" * 100_000 + " <a@example.org>"
+    assert _validate.check_address(long_name, "recipient") == "a@example.org"
+    assert (long_name, False) not in _validate._CHECKED  # a huge key would pin memory
+    assert _validate.check_address("Ann <ann@example.org>", "recipient") == "ann@example.org"
+    assert ("Ann <ann@example.org>", False) in _validate._CHECKED

@@ -60,14 +60,17 @@ def mailbox_of(address: str) -> str:
 
 #: Addresses already found valid (``(address, allow_empty)`` -> mailbox): most programs send
 #: from the same few addresses to recurring ones, and the checks below cost ~1.3 us each.
-#: Only exact ``str`` values and only successes are kept; emptied when full.
+#: Only exact ``str`` values, only successes, and only addresses of an ordinary length are
+#: kept (a display name may be any length; 4096 huge keys would pin a lot of memory); emptied
+#: when full.
 _CHECKED: dict[tuple[str, bool], str] = {}
 _CHECKED_MAX = 4096
+_CHECKED_LONGEST = 512
 
 
 def check_address(address: object, what: str, *, allow_empty: bool = False) -> str:
     """Check one address strictly and return its bare mailbox, or raise InvalidInput."""
-    if type(address) is str:
+    if type(address) is str and len(address) <= _CHECKED_LONGEST:
         known = _CHECKED.get((address, allow_empty))
         if known is not None:
             return known
