@@ -30,6 +30,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from contextvars import Token
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from tenacity import AsyncRetrying, RetryCallState, stop_never
 
@@ -53,9 +54,11 @@ from smtp_guard.errors import (
 )
 from smtp_guard.policy import RetryDecision, RetryPolicy, is_testing
 
-__all__ = ["Acquire", "Release", "Transaction", "deliver"]
+__all__ = ["DEFAULT_POLICY", "Acquire", "Release", "Transaction", "deliver"]
 
-_DEFAULT_POLICY = RetryPolicy()  # an immutable value: one for every call that gives none
+#: ``RetryPolicy()``, built once for every call that gives none (an immutable value; building
+#: one, with its checks, on every call cost ~1.7 us of the happy path).
+DEFAULT_POLICY = RetryPolicy()
 
 #: Gives a ready connection (connected, EHLO'd, TLS, logged in) or raises a typed error.
 Acquire = Callable[[], Awaitable[Connection]]
@@ -104,9 +107,14 @@ class _State:
         given = self.envelope.given
         return {given(r): e for r, e in errors.items()}
 
+    @cached_property
+    def order(self) -> dict[str, int]:
+        """Each recipient's place in the caller's list (results and errors keep that order)."""
+        return {r: i for i, r in enumerate(self.envelope.recipients)}
+
     def in_order(self, rcpts: Iterable[str]) -> list[str]:
         """``rcpts`` in the order the caller gave them."""
-        order = {r: i for i, r in enumerate(self.envelope.recipients)}
+        order = self.order
         return sorted(rcpts, key=lambda r: order.get(r, 0))
 
     def names(self, rcpts: Iterable[str]) -> list[str]:
@@ -132,7 +140,7 @@ async def deliver(
     ``tracker`` reports attempts/retries/result to the hooks; ``transaction`` replaces
     :func:`run_transaction` (same contract).
     """
-    policy = policy or _DEFAULT_POLICY
+    policy = policy or DEFAULT_POLICY
     if tracker is None:
         tracker = hooks.SendTracker(
             envelope.message, sender=envelope.sender, recipients=envelope.original.values()
@@ -278,8 +286,8 @@ def _result(state: _State, extra: dict[str, ReplyError] | None = None) -> SendRe
     refused = {**state.refused, **extra} if extra else state.refused
     delivered: Iterable[str] = state.delivered
     if refused or len(state.delivered) > 1:  # else nothing to put in the caller's order
-        order = {r: i for i, r in enumerate(state.envelope.recipients)}
-        delivered = sorted(delivered, key=lambda r: order.get(r, 0))
+        delivered = state.in_order(delivered)
+        order = state.order
         refused = dict(sorted(refused.items(), key=lambda kv: order.get(kv[0], 0)))
     return SendResult(
         state.response,
