@@ -300,6 +300,19 @@ async def _within_deadline(send: Awaitable[SendResult]) -> SendResult:
     return await asyncio.wait_for(send, 30)
 
 
+async def _second_with_a_short_deadline(mailer: Mailer) -> SendResult:
+    """A second message (to r1@r.test) with QUEUED_DEADLINE for the whole send, bounded by
+    :func:`_within_deadline`: it can only fail, as the first holds the pool's one connection."""
+    return await _within_deadline(
+        mailer.send(
+            _message(1),
+            sender="a@s.test",
+            recipients=["r1@r.test"],
+            policy=RetryPolicy(attempts=1, deadline=QUEUED_DEADLINE),
+        )
+    )
+
+
 @pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "stepwise"])
 async def test_a_send_that_queued_most_of_its_deadline_never_ends_uncertain(
     pipelining: bool,
@@ -345,14 +358,7 @@ async def test_pool_wait_is_bounded_by_the_deadline_and_says_so() -> None:
         async with _pool_of_one(srv, pipelining=False) as mailer:
             first = await _holding_the_connection(srv, mailer)
             with pytest.raises(SMTPTimeout) as caught:
-                await _within_deadline(
-                    mailer.send(
-                        _message(1),
-                        sender="a@s.test",
-                        recipients=["r1@r.test"],
-                        policy=RetryPolicy(attempts=1, deadline=QUEUED_DEADLINE),
-                    )
-                )
+                await _second_with_a_short_deadline(mailer)
             srv.release()
             assert (await first).delivered == ("r0@r.test",)
         await srv.finished()
@@ -398,14 +404,7 @@ async def test_a_timeout_behind_a_lent_connection_leaves_the_earlier_message_alo
         async with _pool_of_one(srv) as mailer:
             first = await _holding_the_connection(srv, mailer)
             with pytest.raises(SMTPTimeout) as caught:
-                await _within_deadline(
-                    mailer.send(
-                        _message(1),
-                        sender="a@s.test",
-                        recipients=["r1@r.test"],
-                        policy=RetryPolicy(attempts=1, deadline=QUEUED_DEADLINE),
-                    )
-                )
+                await _second_with_a_short_deadline(mailer)
             assert mailer.stats.overlapped == 1  # it did go out on the lent connection
             srv.release()
             result = await first  # not a DeliveryUncertain: its connection was not cut
