@@ -2,7 +2,8 @@
 
 The rules are tables in :mod:`smtp_guard._rules`, applied in this order (the first that
 decides wins): the server's unmistakable words, the RFC 3463 enhanced status, the server's
-other words, the enhanced class and subject, then the basic code refined by the phase.
+other words, the enhanced class and subject, then the basic code refined by the phase; a basic
+code narrower than the words found (551, 501 to EHLO) keeps its meaning.
 
 Permanence follows the basic code (RFC 5321 4.2.1): 4xx transient, 5xx permanent, with the
 RFC's own exception (4.5.3.1.10): a 552 answering RCPT for "too many recipients" means 452.
@@ -42,6 +43,9 @@ _CODE_TEXT = {code: str(code) for code in range(200, 600)}
 #: An e-mail address in a reply ("<report@spamcop.net>", "bob@blocked.example"): its words
 #: ("spamcop", "blocked") are taken out before the text is read for the server's reason.
 _ADDRESS = re.compile(r"[^\s<>()\[\]{}\"',;:@]*@[\w-]+(?:\.[\w-]+)*")
+#: An IPv4 address ("Your IP(192.0.2.1) is filtered") is a name as well: without it, the
+#: words around it read as the phrase they are ("your ip is filtered").
+_IPV4 = re.compile(r"(?<![\w.])\d{1,3}(?:\.\d{1,3}){3}(?!\w|\.\w)")
 #: Host names and URLs are names too ("example.invalid>: Recipient address" is not "invalid
 #: recipient address"); only the name of a block list in them is kept (_rules.without_names).
 _without_names = _rules.without_names
@@ -58,6 +62,7 @@ for (_name, _subject), _category in _rules.BY_RULE_AND_SUBJECT.items():
 _AUTH_ONLY_CODES = _rules.AUTH_ONLY_CODES
 _ADDRESS_SUBJECT = _rules.ADDRESS_SUBJECT
 _NO_ADDRESS_PHASES = _rules.NO_ADDRESS_PHASES
+_CODE_OVER_WORDS = _rules.CODE_OVER_WORDS
 
 
 class Classification(NamedTuple):
@@ -164,6 +169,15 @@ def _decide(code: int, enhanced: str | None, tokens: list[bytes], phase: Phase |
     return found if found is not None else _by_code(code, phase)  # 5. the basic code
 
 
+def _narrowed(code: int, found: Category, phase: Phase | None) -> Category:
+    """A basic code narrower than the words found keeps its meaning
+    (:data:`smtp_guard._rules.CODE_OVER_WORDS`)."""
+    phases, category, overridden = _CODE_OVER_WORDS[code]
+    if found in overridden and (phases is None or phase in phases):
+        return category
+    return found
+
+
 def _is_552_for_too_many_recipients(code: int, category: Category, phase: Phase | None) -> bool:
     """RFC 5321 4.5.3.1.10: a 552 answering RCPT for too many recipients is to be treated as
     a 452 (transient): send the remaining recipients in another transaction."""
@@ -201,8 +215,14 @@ def classify(code: int, text: str | bytes, phase: Phase | str | None = None) -> 
         lowered = _without_addresses(lowered)
     if "." in lowered:  # nor are the words of a host name or URL
         lowered = _without_names(lowered)
+        # nor an IP address, where the words around it could be read together ("your ip
+        # (192.0.2.1) is filtered"): only phrases naming an IP or a host read across one.
+        if "ip" in lowered or "host" in lowered:
+            lowered = _IPV4.sub(" ", lowered)
     tokens = _words_of(lowered)
     category = _decide(code, enhanced, tokens, coerced)
+    if code in _CODE_OVER_WORDS:
+        category = _narrowed(code, category, coerced)
     # Only a text naming a wait can hold a retry hint: an ASCII text without a unit word or a
     # clock time is not scanned for one (the answer would be None).
     might_wait = (

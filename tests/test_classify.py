@@ -457,9 +457,35 @@ def test_what_is_taken_out_as_a_name(text: str, left: str) -> None:
         ),
         (550, "5.7.1 Dynamic IP addresses are not accepted", "connect", Category.BLOCKLISTED),
         (554, "Your address 192.0.2.1 is blacklisted", "connect", Category.BLOCKLISTED),
-        # No listing cue: a refusal by policy, whatever it refuses.
-        (554, "Blocked", "connect", Category.POLICY_REJECTED),
-        (550, "5.7.1 Your IP address has been blocked", "rcpt", Category.POLICY_REJECTED),
+        # A block of the sending IP or host by the receiving provider is a list of its own
+        # (unblocking is the fix), and at the greeting only the host can be blocked.
+        (554, "Blocked", "connect", Category.BLOCKLISTED),
+        (554, "5.7.1 You are a spammer", "connect", Category.BLOCKLISTED),
+        (550, "5.7.1 Your IP address has been blocked", "rcpt", Category.BLOCKLISTED),
+        (
+            421,
+            "4.3.2 Your IP(192.0.2.104) is filtered, connection closed",
+            None,
+            Category.BLOCKLISTED,
+        ),
+        (550, "Sorry, no access for this ip", "mail", Category.BLOCKLISTED),
+        (
+            550,
+            "5.7.708 Access denied, traffic not accepted from this IP.",
+            None,
+            Category.BLOCKLISTED,
+        ),
+        # ... but a rate named with it is a rate limit (Google's 421 4.7.0).
+        (
+            421,
+            "4.7.0 Unusual rate of unsolicited mail originating from your IP address: mail "
+            "sent from your IP address has been blocked",
+            None,
+            Category.RATE_LIMITED,
+        ),
+        # No listing cue and no host named: a refusal by policy, whatever it refuses.
+        (550, "5.7.1 Blocked", "rcpt", Category.POLICY_REJECTED),
+        (550, "5.7.1 Sender address blocked", "connect", Category.POLICY_REJECTED),
         (
             554,
             "5.7.1 Client host [192.0.2.1] rejected: Access denied",
@@ -467,7 +493,6 @@ def test_what_is_taken_out_as_a_name(text: str, left: str) -> None:
             Category.POLICY_REJECTED,
         ),
         (550, "5.7.1 Connection rejected by policy", "connect", Category.POLICY_REJECTED),
-        (550, "Sorry, no access for this ip", "mail", Category.POLICY_REJECTED),
         (
             550,
             "5.7.1 Delivery not authorized, message refused",
@@ -495,7 +520,6 @@ def test_refusals_need_an_explicit_cue(
 
 
 _REFUSAL_WORDS = [
-    "Blocked",
     "Access denied",
     "Rejected",
     "Refused",
@@ -503,7 +527,6 @@ _REFUSAL_WORDS = [
     "Denied by policy",
     "Message rejected by policy",
     "Connection refused",
-    "Your IP has been blocked",
     "Client host rejected",
     "Forbidden",
 ]
@@ -566,19 +589,33 @@ def test_no_address_is_judged_before_one_is_given(code: int, text: str, phase: s
 
 
 @pytest.mark.parametrize(
-    ("text", "category"),
+    "text",
     [
-        ("5.1.1 <bob@example.com>", Category.USER_NOT_LOCAL),
-        ("5.1.1 Recipient address rejected", Category.USER_NOT_LOCAL),
-        ("5.1.1 <bob@example.com>: User unknown", Category.MAILBOX_UNKNOWN),
-        ("5.1.1 No such user here", Category.MAILBOX_UNKNOWN),
+        "5.1.1 <bob@example.com>",
+        "5.1.1 Recipient address rejected",
+        "5.1.1 <bob@example.com>: User unknown",
+        "5.1.1 No such user here",
+        "Mailbox unavailable",
+        "<bob@example.com>: invalid address",
     ],
 )
-def test_551_is_user_not_local_unless_its_words_say_unknown(text: str, category: Category) -> None:
-    """RFC 5321 4.2.2: 551 is "User not local"; X.1.1 does not turn it into an unknown mailbox,
-    the server's words can."""
-    assert classify(551, text, "rcpt").category is category
-    assert classify(550, "5.1.1 <bob@example.com>", "rcpt").category is Category.MAILBOX_UNKNOWN
+def test_551_is_user_not_local_whatever_its_words_say_of_the_user(text: str) -> None:
+    """RFC 5321 4.2.2: 551 is "User not local"; neither X.1.1 nor words of an unknown user
+    turn it into another mailbox state: the user is not hosted here (issue 2's seed list)."""
+    assert classify(551, text, "rcpt").category is Category.USER_NOT_LOCAL
+    assert classify(550, text, "rcpt").category is not Category.USER_NOT_LOCAL
+    # Words of another kind still decide.
+    assert classify(551, "5.7.1 Multiple addresses in From are not allowed").category is (
+        Category.POLICY_REJECTED
+    )
+
+
+@pytest.mark.parametrize(
+    ("code", "category"), [(501, Category.SYNTAX_ERROR), (550, Category.POLICY_REJECTED)]
+)
+def test_a_501_to_ehlo_is_a_malformed_name_not_a_refusal(code: int, category: Category) -> None:
+    """RFC 5321: 501 is a syntax error in the parameters, and EHLO's only one is the name."""
+    assert classify(code, "EHLO Invalid domain address.", "ehlo").category is category
 
 
 # --------------------------------------------------------------------------- permanence
