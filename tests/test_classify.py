@@ -739,7 +739,7 @@ def test_corpus_is_well_formed() -> None:
     assert len(rows) >= 400
     # The first four batches were split 70/30; the fifth (B2's, tests/data/README.md) went to
     # dev only, so the held-out share is now lower; the sixth was split 70/30 again.
-    assert len(HELD_OUT) >= 204
+    assert len(HELD_OUT) >= 244
     assert 0.20 <= len(HELD_OUT) / len(rows) <= 0.32
     keys = [(row.code, row.text.strip().lower()) for row in rows]
     assert len(keys) == len(set(keys)), "a reply is in the corpus twice"
@@ -796,7 +796,9 @@ def test_dev_accuracy() -> None:
 #: 30/36; the earlier 168 rows are unchanged at 146. The floor follows the larger set.
 #: 177/204 at the 13th and 14th scorings (ACC's phase, precedence and vocabulary rules), and
 #: at the 15th (ACC2's status-subject and no-address-at-EHLO rules).
-HELD_OUT_FLOOR = 0.867
+#: 214/244 at the 16th: batch 7 (labelled by people who never saw the rules) first scored
+#: 35/40; ACC3's principle changes took the earlier 204 rows to 179.
+HELD_OUT_FLOOR = 0.877
 HELD_OUT_TARGET = 0.95
 
 
@@ -813,9 +815,10 @@ def test_held_out_accuracy() -> None:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="held-out accuracy is 86.8% (177/204), under the 95% target: 88.0% on the first "
+    reason="held-out accuracy is 87.7% (214/244), under the 95% target: 88.0% on the first "
     "scoring of the first 142 rows; later batches from new sources scored once: 7/11, 5/8, "
-    "4/7, 30/36. See tests/data/README.md for the scoring history",
+    "4/7, 30/36, 35/40. Two independent labellers agree on only 88-91% of these rows. See "
+    "tests/data/README.md for the scoring history and the agreement study",
 )
 def test_held_out_accuracy_target() -> None:
     accuracy, _ = _score(HELD_OUT)
