@@ -734,6 +734,11 @@ STRONG_WORDS: tuple[WordRule, ...] = (
             "not accepted from this ip",
             "zombie",  # Trend Micro's ERS: the IP is a known botnet member
             "cxbl",  # Cox's code for an IP it blocks (its postmaster error-code list)
+            # The provider's block of a sender for its conduct (MailChannels' "[SB01] Your
+            # email address has been blocked due to complaints", Cisco ESA's "Sender blocked");
+            # a recipient's own refusal of a sender is sender_blocked, above.
+            "sender blocked",
+            "{blocked|banned|suspended} {due to|for|because of} complaints",
         ),
     ),
     WordRule(
@@ -818,8 +823,8 @@ STRONG_WORDS: tuple[WordRule, ...] = (
         "extension_disabled",
         C.NOT_IMPLEMENTED,
         (
-            "{smtputf8|8bitmime|binarymime|pipelining|chunking|bdat|vrfy|expn|etrn|dsn|size}"
-            " {disabled|not enabled|not available}",
+            "{smtputf8|8bitmime|binarymime|pipelining|chunking|bdat|vrfy|expn|etrn|dsn|size"
+            "|requiretls} [is|has been] {disabled|not enabled|not available}",
             "{authentication|auth} not {enabled|available|supported|allowed}",
         ),
     ),
@@ -829,6 +834,7 @@ STRONG_WORDS: tuple[WordRule, ...] = (
         (
             "{relay|relaying} [access] [is] {denied|prohibited}",
             "{relay|relaying} [is] not {permitted|allowed}",
+            "no {relay|relaying} [is] {permitted|allowed}",
             "unable to relay",
             "not {permitted|allowed|configured} to [let] [you] relay",
             "open relay",
@@ -873,6 +879,8 @@ STRONG_WORDS: tuple[WordRule, ...] = (
             "{mailbox|account|user} [is|was] {closed|locked|blocked}",
             "no longer valid",
             "recipient account is blocked",
+            "{not authorized|not allowed|not permitted|isn t allowed} to receive"
+            " [email|mail|messages]",
             "account isblocked",
             "banned recipient",
             "archived recipient",
@@ -1290,7 +1298,7 @@ WEAK_WORDS: tuple[WordRule, ...] = (
         "connect_refused",
         C.POLICY_REJECTED,
         (
-            "blocked",
+            # ("blocked" at the greeting is a block of the host: greeting_block, above)
             "denied",
             "refused",
             "refuse",
@@ -1330,6 +1338,7 @@ WEAK_WORDS: tuple[WordRule, ...] = (
             "temporarily unavailable",
             "service {refused|refuse}",
             "unable to process connection",
+            "not ready",
             "vorübergehend nicht verfügbar",
             "temporairement indisponible",
             "temporalmente no disponible",
@@ -1369,6 +1378,7 @@ WEAK_WORDS: tuple[WordRule, ...] = (
             "policy",
             "policies",
             "not allowed",
+            "{isn t|aren t} allowed",
             "prohibited",
             "not permitted",
             "not accepted",
@@ -1445,6 +1455,7 @@ ENHANCED: MappingProxyType[tuple[int, int], tuple[C, frozenset[int] | None]] = M
         (3, 3): (C.NOT_IMPLEMENTED, None),  # System not capable of selected features
         (3, 4): (C.MESSAGE_TOO_LARGE, None),  # Message too big for system
         (3, 5): (C.SERVER_ERROR, None),  # System incorrectly configured
+        (4, 1): (C.SERVICE_UNAVAILABLE, None),  # No answer from host
         (4, 2): (C.SERVICE_UNAVAILABLE, None),  # Bad connection
         (4, 3): (C.SERVER_ERROR, None),  # Directory server failure
         (4, 4): (C.HOST_UNKNOWN, None),  # Unable to route

@@ -66,6 +66,9 @@ def load(name: str) -> list[Row]:
 
 DEV = load("replies_dev.tsv")
 HELD_OUT = load("replies_heldout.tsv")
+#: The dev rows from this line of replies_dev.tsv on (batches 7 and 8) were labelled by people
+#: who never saw the rules; the rows above it by the rules' author (tests/data/README.md).
+INDEPENDENT_FROM_LINE = 651
 
 
 # --------------------------------------------------------------------------- seed mapping
@@ -739,7 +742,7 @@ def test_corpus_is_well_formed() -> None:
     assert len(rows) >= 400
     # The first four batches were split 70/30; the fifth (B2's, tests/data/README.md) went to
     # dev only, so the held-out share is now lower; the sixth was split 70/30 again.
-    assert len(HELD_OUT) >= 244
+    assert len(HELD_OUT) >= 278
     assert 0.20 <= len(HELD_OUT) / len(rows) <= 0.32
     keys = [(row.code, row.text.strip().lower()) for row in rows]
     assert len(keys) == len(set(keys)), "a reply is in the corpus twice"
@@ -772,16 +775,26 @@ def _score(rows: list[Row]) -> tuple[float, list[tuple[Row, Category]]]:
     return 1 - len(misses) / len(rows), misses
 
 
-def test_dev_accuracy() -> None:
-    """The rules were tuned on these rows; the ones still missed are listed here on failure.
-
-    The remaining misses are provider texts whose words contradict their own documentation
-    (e.g. Mimecast's "Internal resources are temporarily unavailable" for greylisting); the
-    rules do not special-case single providers' sentences.
-    """
-    accuracy, misses = _score(DEV)
-    print(f"\ndev accuracy: {accuracy:.1%} ({len(DEV) - len(misses)}/{len(DEV)})")
-    assert accuracy >= 0.95, "\n".join(
+@pytest.mark.parametrize(
+    ("labelled_by", "floor"),
+    [
+        # 635/649: provider texts whose words contradict their own documentation (e.g.
+        # Mimecast's "Internal resources are temporarily unavailable" for greylisting); the
+        # rules do not special-case single providers' sentences.
+        ("the rules' author", 0.975),
+        # 143/179 at the 17th scoring: independent labels disagree with any one reading on
+        # about one row in ten (tests/data/README.md), and these rows carry more judgement
+        # calls; a regression floor, not a target.
+        ("independent labellers", 0.79),
+    ],
+)
+def test_dev_accuracy(labelled_by: str, floor: float) -> None:
+    """The rules were tuned on these rows; the ones still missed are listed on failure."""
+    independent = labelled_by == "independent labellers"
+    rows = [row for row in DEV if (row.line >= INDEPENDENT_FROM_LINE) == independent]
+    accuracy, misses = _score(rows)
+    print(f"\ndev accuracy ({labelled_by}): {accuracy:.1%} ({len(rows) - len(misses)}/{len(rows)})")
+    assert accuracy >= floor, "\n".join(
         f"line {row.line}: {row.code} {row.text[:80]!r} expected {row.expected}, got {got}"
         for row, got in misses
     )
@@ -798,7 +811,9 @@ def test_dev_accuracy() -> None:
 #: at the 15th (ACC2's status-subject and no-address-at-EHLO rules).
 #: 214/244 at the 16th: batch 7 (labelled by people who never saw the rules) first scored
 #: 35/40; ACC3's principle changes took the earlier 204 rows to 179.
-HELD_OUT_FLOOR = 0.877
+#: 238/278 at the 17th: batch 8 (independent labellers, mostly non-English providers and
+#: thin categories) first scored 24/34 and stays there; the floor follows the larger set.
+HELD_OUT_FLOOR = 0.856
 HELD_OUT_TARGET = 0.95
 
 
@@ -815,10 +830,10 @@ def test_held_out_accuracy() -> None:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="held-out accuracy is 87.7% (214/244), under the 95% target: 88.0% on the first "
+    reason="held-out accuracy is 85.6% (238/278), under the 95% target: 88.0% on the first "
     "scoring of the first 142 rows; later batches from new sources scored once: 7/11, 5/8, "
-    "4/7, 30/36, 35/40. Two independent labellers agree on only 88-91% of these rows. See "
-    "tests/data/README.md for the scoring history and the agreement study",
+    "4/7, 30/36, 35/40, 24/34. Two independent labellers agree on only 88-91% of the older "
+    "rows. See tests/data/README.md for the scoring history and the agreement study",
 )
 def test_held_out_accuracy_target() -> None:
     accuracy, _ = _score(HELD_OUT)
