@@ -189,11 +189,19 @@ STRONG_WORDS: tuple[WordRule, ...] = (
         TRANSIENT,
     ),
     WordRule(
-        # The server's own signing failed (a submission server signing outgoing mail with
-        # DKIM): its local error, not the sender's records.
-        "own_signing",
+        # The server's own tools failed: its signing of outgoing mail (DKIM), its virus
+        # scanner, its DNS while checking the sender. A local error, not the sender's
+        # records or content.
+        "own_failure",
         C.SERVER_ERROR,
-        ("signing {failed|failure|error}", "failed to sign"),
+        (
+            "signing {failed|failure|error}",
+            "failed to sign",
+            "problem running",
+            "{virus|content} scanner {error|failure|failed|unavailable|not available}",
+            "temporary dns {error|failure}",
+        ),
+        TRANSIENT,
     ),
     WordRule(
         "sender_auth",
@@ -349,6 +357,8 @@ STRONG_WORDS: tuple[WordRule, ...] = (
             "verification failed for",
             "sender address rejected undeliverable address",
             "malformed local part",
+            # an address defect named outweighs a generic syntax status (501 5.5.2)
+            "{domain name|domain|address} required",
             "sender domain {not found|does not exist|doesn't exist|unknown|invalid}",
             "valid sender domain",
             "unknown sender [address|domain]",
@@ -409,6 +419,11 @@ STRONG_WORDS: tuple[WordRule, ...] = (
             "invaluement",
             "abusix",
             "backscatterer",
+            "ordb",
+            "njabl",
+            "dsbl",
+            "rhsbl",
+            "blackhole",
             "known spammer",
             "spam source",
             "rbls",
@@ -649,6 +664,9 @@ STRONG_WORDS: tuple[WordRule, ...] = (
             "too many emails",
             "to many {mails|messages|emails|connections}",  # a common misspelling of "too"
             "short period of time",
+            "too many requests",
+            "{submission|sending|message} rate",
+            "number of messages [has] exceeded",
         ),
     ),
     WordRule(
@@ -834,6 +852,7 @@ STRONG_WORDS: tuple[WordRule, ...] = (
         (
             "{relay|relaying} [access] [is] {denied|prohibited}",
             "{relay|relaying} [is] not {permitted|allowed}",
+            "relaying",
             "no {relay|relaying} [is] {permitted|allowed}",
             "unable to relay",
             "not {permitted|allowed|configured} to [let] [you] relay",
@@ -916,6 +935,7 @@ STRONG_WORDS: tuple[WordRule, ...] = (
             "unknown local {part|user|recipient|mailbox}",
             "unknown or illegal {alias|user|recipient}",
             "recipient [e mail|email] {address|adress} unknown",
+            "not in [the] recipient list",
             "unknown {adress|recipient address}",
             "no such {user|mailbox|recipient|account|person|address}",
             "user {not found|doesn't exist|does not exist}",
@@ -1254,6 +1274,7 @@ WEAK_WORDS: tuple[WordRule, ...] = (
             "argument",
             "arguments",
             "parse error",
+            "parsing error",
         ),
     ),
     WordRule(
@@ -1274,7 +1295,7 @@ WEAK_WORDS: tuple[WordRule, ...] = (
     WordRule(
         "loop_or_expired",
         C.OTHER,
-        ("mail loop", "hop", "hops", "hop count", "looping", "message expired"),
+        ("mail loop", "loop detected", "hop", "hops", "hop count", "looping", "message expired"),
     ),
     WordRule(
         "server_error",
@@ -1551,7 +1572,8 @@ LIST_NAMES = frozenset(
         "spamhaus", "spamcop", "barracuda", "barracudacentral", "sorbs", "uceprotect",
         "spamrats", "psbl", "mailspike", "abuseat", "invaluement", "abusix", "backscatterer",
         "cloudmark", "senderscore", "senderbase", "talosintelligence", "dnsbl", "rbl",
-        "blocklist", "blacklist", "surbl", "uribl", "ipcheck", "proofpoint",
+        "blocklist", "blacklist", "surbl", "uribl", "ipcheck", "proofpoint", "ordb", "njabl",
+        "dsbl", "rhsbl",
     }
 )  # fmt: skip
 _NAME_WORD = re.compile(r"[a-z0-9]+")
@@ -1716,6 +1738,9 @@ BY_PHASE_AND_CODE: MappingProxyType[tuple[P, int], C] = MappingProxyType(
         (P.CONNECT, 553): C.POLICY_REJECTED,
         (P.EHLO, 553): C.POLICY_REJECTED,
         (P.DATA, 550): C.POLICY_REJECTED,
+        # Nor is a 553 ("mailbox name not allowed") about a mailbox after DATA.
+        (P.DATA, 553): C.POLICY_REJECTED,
+        (P.MESSAGE, 553): C.POLICY_REJECTED,
         (P.MESSAGE, 550): C.POLICY_REJECTED,
     }
 )

@@ -44,8 +44,9 @@ _CODE_TEXT = {code: str(code) for code in range(200, 600)}
 #: ("spamcop", "blocked") are taken out before the text is read for the server's reason.
 _ADDRESS = re.compile(r"[^\s<>()\[\]{}\"',;:@]*@[\w-]+(?:\.[\w-]+)*")
 #: An IPv4 address ("Your IP(192.0.2.1) is filtered") is a name as well: without it, the
-#: words around it read as the phrase they are ("your ip is filtered").
-_IPV4 = re.compile(r"(?<![\w.])\d{1,3}(?:\.\d{1,3}){3}(?!\w|\.\w)")
+#: words around it read as the phrase they are ("your ip is filtered"). Documentation often
+#: masks the last octets ("211.xxx.xxx.xxx", "2***.***.***.***" is left alone).
+_IPV4 = re.compile(r"(?<![\w.*])\d{1,3}(?:\.(?:\d{1,3}|x{1,3}|\*{1,3})){3}(?![\w*]|\.\w)")
 #: Host names and URLs are names too ("example.invalid>: Recipient address" is not "invalid
 #: recipient address"); only the name of a block list in them is kept (_rules.without_names).
 _without_names = _rules.without_names

@@ -742,7 +742,7 @@ def test_corpus_is_well_formed() -> None:
     assert len(rows) >= 400
     # The first four batches were split 70/30; the fifth (B2's, tests/data/README.md) went to
     # dev only, so the held-out share is now lower; the sixth was split 70/30 again.
-    assert len(HELD_OUT) >= 278
+    assert len(HELD_OUT) >= 331
     assert 0.20 <= len(HELD_OUT) / len(rows) <= 0.32
     keys = [(row.code, row.text.strip().lower()) for row in rows]
     assert len(keys) == len(set(keys)), "a reply is in the corpus twice"
@@ -782,10 +782,10 @@ def _score(rows: list[Row]) -> tuple[float, list[tuple[Row, Category]]]:
         # Mimecast's "Internal resources are temporarily unavailable" for greylisting); the
         # rules do not special-case single providers' sentences.
         ("the rules' author", 0.975),
-        # 143/179 at the 17th scoring: independent labels disagree with any one reading on
-        # about one row in ten (tests/data/README.md), and these rows carry more judgement
-        # calls; a regression floor, not a target.
-        ("independent labellers", 0.79),
+        # 143/179 at the 17th scoring, 251/304 at the 18th: independent labels disagree with
+        # any one reading on about one row in ten (tests/data/README.md), and these rows carry
+        # more judgement calls; a regression floor, not a target.
+        ("independent labellers", 0.825),
     ],
 )
 def test_dev_accuracy(labelled_by: str, floor: float) -> None:
@@ -813,7 +813,8 @@ def test_dev_accuracy(labelled_by: str, floor: float) -> None:
 #: 35/40; ACC3's principle changes took the earlier 204 rows to 179.
 #: 238/278 at the 17th: batch 8 (independent labellers, mostly non-English providers and
 #: thin categories) first scored 24/34 and stays there; the floor follows the larger set.
-HELD_OUT_FLOOR = 0.856
+#: 278/331 at the 18th: batch 9 first scored 39/53 and stays there; the author's 204 rows 180.
+HELD_OUT_FLOOR = 0.839
 HELD_OUT_TARGET = 0.95
 
 
@@ -830,10 +831,10 @@ def test_held_out_accuracy() -> None:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="held-out accuracy is 85.6% (238/278), under the 95% target: 88.0% on the first "
+    reason="held-out accuracy is 84.0% (278/331), under the 95% target: 88.0% on the first "
     "scoring of the first 142 rows; later batches from new sources scored once: 7/11, 5/8, "
-    "4/7, 30/36, 35/40, 24/34. Two independent labellers agree on only 88-91% of the older "
-    "rows. See tests/data/README.md for the scoring history and the agreement study",
+    "4/7, 30/36, 35/40, 24/34, 39/53. Two independent labellers agree on about 91% of rows. "
+    "See tests/data/README.md for the scoring history and the agreement study",
 )
 def test_held_out_accuracy_target() -> None:
     accuracy, _ = _score(HELD_OUT)
