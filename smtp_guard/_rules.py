@@ -199,9 +199,10 @@ STRONG_WORDS: tuple[WordRule, ...] = (
             "failed to sign",
             "problem running",
             "{virus|content} scanner {error|failure|failed|unavailable|not available}",
+            "{anti virus|antivirus|virus scan|virus scanners|spam filter|content filter}"
+            " {unavailable|failed|offline|failure|error}",
             "temporary dns {error|failure}",
         ),
-        TRANSIENT,
     ),
     WordRule(
         "sender_auth",
@@ -254,7 +255,34 @@ STRONG_WORDS: tuple[WordRule, ...] = (
             # command", "Please introduce yourself first" (no HELO/EHLO yet).
             "missing {mail|rcpt|helo|ehlo} [from|to] command",
             "introduce yourself",
+            "[transaction is] already in progress",
+            "not following [the] [smtp] protocol",
+            "{must|should} wait for [my|the] {reply|response|greeting|banner}",
         ),
+    ),
+    WordRule(
+        # The receiving server's check of the sender (Exim's "Sender verify failed", a
+        # callout; Postfix's reject_unverified_sender, "Sender address rejected: unverified
+        # address") failed: its policy refuses unverifiable senders, whatever the check met
+        # on the way (a TLS failure, an unknown user at the sender's domain).
+        "sender_verification",
+        C.POLICY_REJECTED,
+        (
+            "sender verify failed",
+            "sender verification failed",
+            "verification failed for",
+            "sender address rejected unverified address",
+            "as a valid sender",
+        ),
+    ),
+    WordRule(
+        # DATA with no recipient accepted (Postfix's "554 5.5.1 Error: no valid recipients"
+        # answering DATA); answering RCPT, the same words report the recipients refused.
+        "no_recipient_at_data",
+        C.BAD_SEQUENCE,
+        ("no valid recipients", "at least one [valid] recipient"),
+        ANY_CLASS,
+        frozenset({P.DATA}),
     ),
     WordRule(
         "tls_required",
@@ -292,6 +320,13 @@ STRONG_WORDS: tuple[WordRule, ...] = (
         ),
     ),
     WordRule(
+        # A public DNS block list named: whether it lists the sending IP or the sender's
+        # domain ("Sender address [...] blocked using dbl.spamhaus.org"), delisting is the fix.
+        "named_list",
+        C.BLOCKLISTED,
+        ("blocked using", "spamhaus", "spamcop", "sorbs", "barracudacentral", "dnsbl", "dnsbls"),
+    ),
+    WordRule(
         "sender_blocked",
         C.POLICY_REJECTED,
         (
@@ -300,6 +335,8 @@ STRONG_WORDS: tuple[WordRule, ...] = (
             "badmailfrom",
             "envelope blocked",
             "sender address blocked",
+            "blocked by [the] recipient",
+            "blocked senders",
             "block policy",
             "sender denied",
             "denies the sender",
@@ -353,12 +390,11 @@ STRONG_WORDS: tuple[WordRule, ...] = (
             "from: domain is invalid",
             "invalid recipient address",
             "invalid address",
-            "sender verify failed",
-            "verification failed for",
             "sender address rejected undeliverable address",
             "malformed local part",
             # an address defect named outweighs a generic syntax status (501 5.5.2)
-            "{domain name|domain|address} required",
+            "{sender|recipient|e mail|email} address required",
+            "domain name required",
             "sender domain {not found|does not exist|doesn't exist|unknown|invalid}",
             "valid sender domain",
             "unknown sender [address|domain]",
@@ -666,7 +702,9 @@ STRONG_WORDS: tuple[WordRule, ...] = (
             "short period of time",
             "too many requests",
             "{submission|sending|message} rate",
-            "number of messages [has] exceeded",
+            "number of messages [has] exceeded [the] {administrative|configured|allowed|sending}"
+            " limit",
+            "sender rate",
         ),
     ),
     WordRule(
@@ -747,7 +785,7 @@ STRONG_WORDS: tuple[WordRule, ...] = (
             "{ip|ip address|host} {is|was} [temporarily|permanently] {blocked|filtered|banned}",
             "{ip|ip address|host} has been [temporarily|permanently] {blocked|filtered|banned}",
             "{blocked|banned|filtered} {ip|ip address|host}",
-            "client [host] blocked",
+            "client host blocked",
             "no access for this ip",
             "not accepted from this ip",
             "zombie",  # Trend Micro's ERS: the IP is a known botnet member
@@ -807,6 +845,7 @@ STRONG_WORDS: tuple[WordRule, ...] = (
             "phishing",
             "phish",
             "rejected due to content",
+            "{blocked|rejected|refused} {due to|because of} its content",
             "bulk mail",
             "spamassassin",
             "spamprofiler",
@@ -852,7 +891,8 @@ STRONG_WORDS: tuple[WordRule, ...] = (
         (
             "{relay|relaying} [access] [is] {denied|prohibited}",
             "{relay|relaying} [is] not {permitted|allowed}",
-            "relaying",
+            "relaying {requires|required}",
+            "relaying {through|via} this",
             "no {relay|relaying} [is] {permitted|allowed}",
             "unable to relay",
             "not {permitted|allowed|configured} to [let] [you] relay",
@@ -898,8 +938,8 @@ STRONG_WORDS: tuple[WordRule, ...] = (
             "{mailbox|account|user} [is|was] {closed|locked|blocked}",
             "no longer valid",
             "recipient account is blocked",
-            "{not authorized|not allowed|not permitted|isn t allowed} to receive"
-            " [email|mail|messages]",
+            "{account|mailbox|user} [is] {not authorized|not allowed|not permitted|isn t allowed}"
+            " to receive",
             "account isblocked",
             "banned recipient",
             "archived recipient",
@@ -1089,6 +1129,7 @@ WEAK_WORDS: tuple[WordRule, ...] = (
             "unsupported",
             "not supported",
             "{unrecognized|unrecognised} authentication",
+            "{unknown|unsupported} {authentication|auth} {method|mechanism|type}",
         ),
     ),
     WordRule(
@@ -1152,6 +1193,7 @@ WEAK_WORDS: tuple[WordRule, ...] = (
             "unauthenticated commands",
             "smtp authentication",
             "{login|log in} first",
+            "unauthenticated {senders|users|clients} [are] not {allowed|permitted|accepted}",
             "not logged in",
         ),
     ),
@@ -1225,9 +1267,12 @@ WEAK_WORDS: tuple[WordRule, ...] = (
             "{sender|sender address|address} must be specified",
             "fully qualified",
             "bad {address|recipient address|sender address}",
+            "improper [recipient|sender] address",
+            "must be a valid domain",
+            # Exim's parser: 'malformed address: ... "@" or "." expected after "x"'
+            "expected after",
             "reserved domain",
             "unknown tld",
-            "sender verify failed",
             "unroutable sender address",
         ),
         ANY_CLASS,
@@ -1275,6 +1320,7 @@ WEAK_WORDS: tuple[WordRule, ...] = (
             "arguments",
             "parse error",
             "parsing error",
+            "{unable to|cannot|can t} parse",
         ),
     ),
     WordRule(
@@ -1307,6 +1353,7 @@ WEAK_WORDS: tuple[WordRule, ...] = (
             "system error",
             "out of memory",
             "queue unavailable",
+            "unable to queue",
             "database",
             "agent busy",
             "ended early",
@@ -1448,6 +1495,7 @@ WORDS: tuple[WordRule, ...] = STRONG_WORDS + WEAK_WORDS
 #: are left to the words and the basic code. Detail meanings: RFC 3463 unless noted.
 _AUTH_CODES = frozenset({454, 500, 501, 530, 534, 535, 538})
 _PERMANENT_CODES = frozenset(range(500, 600))
+_TRANSIENT_CODES = frozenset(range(400, 500))
 _NOT_551 = frozenset(range(200, 600)) - {551}
 # Where the basic code itself is precise (502, 503, 504, 53x), a syntax detail does not override.
 _SYNTAX_CODES = frozenset({451, 500, 501, 550, 553, 554, 555})
@@ -1476,7 +1524,7 @@ ENHANCED: MappingProxyType[tuple[int, int], tuple[C, frozenset[int] | None]] = M
         (3, 3): (C.NOT_IMPLEMENTED, None),  # System not capable of selected features
         (3, 4): (C.MESSAGE_TOO_LARGE, None),  # Message too big for system
         (3, 5): (C.SERVER_ERROR, None),  # System incorrectly configured
-        (4, 1): (C.SERVICE_UNAVAILABLE, None),  # No answer from host
+        (4, 1): (C.SERVICE_UNAVAILABLE, _TRANSIENT_CODES),  # No answer from host
         (4, 2): (C.SERVICE_UNAVAILABLE, None),  # Bad connection
         (4, 3): (C.SERVER_ERROR, None),  # Directory server failure
         (4, 4): (C.HOST_UNKNOWN, None),  # Unable to route
@@ -1690,20 +1738,22 @@ BY_CODE: MappingProxyType[int, C] = MappingProxyType(
 #: unknown" says the user is not hosted here, whatever its words (issue 2's seed list maps
 #: 551 to UserNotLocal). 501 answering EHLO is "syntax error in parameters": the only
 #: parameter is the client's name, malformed, not refused by policy ("501 EHLO Invalid
-#: domain address").
+#: domain address"). 503 is "bad sequence of commands", whatever protocol words it uses.
 CODE_OVER_WORDS: MappingProxyType[int, tuple[frozenset[P | None] | None, C, frozenset[C]]] = (
     MappingProxyType(
         {
             551: (
-                None,
+                frozenset({None, P.RCPT}),
                 C.USER_NOT_LOCAL,
-                frozenset({C.MAILBOX_UNKNOWN, C.MAILBOX_UNAVAILABLE, C.BAD_ADDRESS}),
+                frozenset({C.MAILBOX_UNKNOWN, C.MAILBOX_UNAVAILABLE}),
             ),
             501: (
                 frozenset({P.EHLO}),
                 C.SYNTAX_ERROR,
                 frozenset({C.POLICY_REJECTED, C.BAD_ADDRESS}),
             ),
+            # 503 is "bad sequence of commands": a "protocol violation" it names is one.
+            503: (None, C.BAD_SEQUENCE, frozenset({C.SYNTAX_ERROR})),
         }
     )
 )

@@ -44,9 +44,12 @@ _CODE_TEXT = {code: str(code) for code in range(200, 600)}
 #: ("spamcop", "blocked") are taken out before the text is read for the server's reason.
 _ADDRESS = re.compile(r"[^\s<>()\[\]{}\"',;:@]*@[\w-]+(?:\.[\w-]+)*")
 #: An IPv4 address ("Your IP(192.0.2.1) is filtered") is a name as well: without it, the
-#: words around it read as the phrase they are ("your ip is filtered"). Documentation often
-#: masks the last octets ("211.xxx.xxx.xxx", "2***.***.***.***" is left alone).
-_IPV4 = re.compile(r"(?<![\w.*])\d{1,3}(?:\.(?:\d{1,3}|x{1,3}|\*{1,3})){3}(?![\w*]|\.\w)")
+#: words around it read as the phrase they are ("your ip is filtered"), with a network
+#: length or port ("192.0.2.0/24", "192.0.2.1:25"). Documentation often masks the last
+#: octets ("211.xxx.xxx.xxx"). IPv6 addresses are not taken out.
+_IPV4 = re.compile(
+    r"(?<![\w.*])\d{1,3}(?:\.(?:\d{1,3}|x{1,3}|\*{1,3})){3}(?:/\d{1,2}|:\d{1,5})?(?![\w*]|\.\w)"
+)
 #: Host names and URLs are names too ("example.invalid>: Recipient address" is not "invalid
 #: recipient address"); only the name of a block list in them is kept (_rules.without_names).
 _without_names = _rules.without_names
@@ -170,13 +173,16 @@ def _decide(code: int, enhanced: str | None, tokens: list[bytes], phase: Phase |
     return found if found is not None else _by_code(code, phase)  # 5. the basic code
 
 
-def _narrowed(code: int, found: Category, phase: Phase | None) -> Category:
+def _narrowed(code: int, enhanced: str | None, found: Category, phase: Phase | None) -> Category:
     """A basic code narrower than the words found keeps its meaning
-    (:data:`smtp_guard._rules.CODE_OVER_WORDS`)."""
+    (:data:`smtp_guard._rules.CODE_OVER_WORDS`), unless a security or policy status (X.7.x)
+    says the refusal is one ("501 5.7.1 EHLO rejected: your IP has no PTR record")."""
     phases, category, overridden = _CODE_OVER_WORDS[code]
-    if found in overridden and (phases is None or phase in phases):
-        return category
-    return found
+    if found not in overridden or (phases is not None and phase not in phases):
+        return found
+    if enhanced is not None and _enhanced_parts(enhanced)[1] == 7:
+        return found
+    return category
 
 
 def _is_552_for_too_many_recipients(code: int, category: Category, phase: Phase | None) -> bool:
@@ -216,14 +222,15 @@ def classify(code: int, text: str | bytes, phase: Phase | str | None = None) -> 
         lowered = _without_addresses(lowered)
     if "." in lowered:  # nor are the words of a host name or URL
         lowered = _without_names(lowered)
-        # nor an IP address, where the words around it could be read together ("your ip
-        # (192.0.2.1) is filtered"): only phrases naming an IP or a host read across one.
+        # nor an IP address ("your ip (192.0.2.1) is filtered"). The phrases that read across
+        # one name an IP or a host, so only a text holding "ip" or "host" (also inside other
+        # words) is searched for one: the search costs a sixth of a classification.
         if "ip" in lowered or "host" in lowered:
             lowered = _IPV4.sub(" ", lowered)
     tokens = _words_of(lowered)
     category = _decide(code, enhanced, tokens, coerced)
     if code in _CODE_OVER_WORDS:
-        category = _narrowed(code, category, coerced)
+        category = _narrowed(code, enhanced, category, coerced)
     # Only a text naming a wait can hold a retry hint: an ASCII text without a unit word or a
     # clock time is not scanned for one (the answer would be None).
     might_wait = (

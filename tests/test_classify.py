@@ -599,7 +599,6 @@ def test_no_address_is_judged_before_one_is_given(code: int, text: str, phase: s
         "5.1.1 <bob@example.com>: User unknown",
         "5.1.1 No such user here",
         "Mailbox unavailable",
-        "<bob@example.com>: invalid address",
     ],
 )
 def test_551_is_user_not_local_whatever_its_words_say_of_the_user(text: str) -> None:
@@ -611,6 +610,103 @@ def test_551_is_user_not_local_whatever_its_words_say_of_the_user(text: str) -> 
     assert classify(551, "5.7.1 Multiple addresses in From are not allowed").category is (
         Category.POLICY_REJECTED
     )
+
+
+@pytest.mark.parametrize(
+    ("code", "text", "phase", "category"),
+    [
+        (
+            554,
+            "5.7.1 Service unavailable; Sender address [s@example.com] blocked using "
+            "dbl.spamhaus.org",
+            "rcpt",
+            Category.BLOCKLISTED,
+        ),
+        (541, "5.4.1 Mail rejected by destination domain", "rcpt", Category.POLICY_REJECTED),
+        (
+            550,
+            "5.7.750 Service unavailable. Client blocked from sending from unregistered domains",
+            "mail",
+            Category.POLICY_REJECTED,
+        ),
+        (550, "5.7.1 Sender blocked by recipient", "rcpt", Category.POLICY_REJECTED),
+        (
+            550,
+            "5.7.1 This recipient is not allowed to receive mail from external senders",
+            "rcpt",
+            Category.POLICY_REJECTED,
+        ),
+        (551, "5.1.7 Invalid sender address", "mail", Category.BAD_ADDRESS),
+        (551, "5.1.3 Bad recipient address syntax", "rcpt", Category.BAD_ADDRESS),
+        (
+            550,
+            "5.1.1 User unknown (while relaying to mx.example.com)",
+            "rcpt",
+            Category.MAILBOX_UNKNOWN,
+        ),
+        (
+            554,
+            "5.4.6 Hop count exceeded - possible mail loop while relaying",
+            "data",
+            Category.OTHER,
+        ),
+        (550, "5.7.1 anti-virus unavailable", "message", Category.SERVER_ERROR),
+        (
+            451,
+            "4.5.0 Error in processing, id=1, virus_scan FAILED: ALL VIRUS SCANNERS FAILED",
+            "message",
+            Category.SERVER_ERROR,
+        ),
+        (421, "4.3.2 Service not available, spam filter offline", "connect", Category.SERVER_ERROR),
+        (451, "4.7.1 Sender rate exceeds 100 messages per 1h", "rcpt", Category.RATE_LIMITED),
+        (
+            552,
+            "5.2.2 The number of messages has exceeded the maximum for this mailbox",
+            "rcpt",
+            Category.MAILBOX_FULL,
+        ),
+        (
+            550,
+            "5.7.1 Mail from dynamic IP addresses not accepted, static IP address required",
+            "mail",
+            Category.BLOCKLISTED,
+        ),
+        (554, "Your IP 192.0.2.0/24 is blocked", "rcpt", Category.BLOCKLISTED),
+        (501, "5.7.1 EHLO rejected: your IP has no PTR record", "ehlo", Category.POLICY_REJECTED),
+        (501, "EHLO Invalid domain address.", "ehlo", Category.SYNTAX_ERROR),
+        (551, "5.1.1 No such user here", "rcpt", Category.USER_NOT_LOCAL),
+        (
+            553,
+            "Relaying through this server requires authentication. Please authenticate before "
+            "sending.",
+            "rcpt",
+            Category.RELAY_DENIED,
+        ),
+    ],
+)
+def test_near_misses_of_the_block_sequence_and_failure_rules(
+    code: int, text: str, phase: str, category: Category
+) -> None:
+    """Replies that share words with the IP-block, sender-block, relay, rate, server-failure
+    and code-over-words rules but mean something else, or that those rules must still catch
+    (found in review)."""
+    assert classify(code, text, phase).category is category
+
+
+def test_a_503_is_a_bad_sequence_whatever_protocol_words_it_uses() -> None:
+    text = "5.5.0 SMTP protocol violation: A mail transaction is already in progress"
+    assert classify(503, text, "mail").category is Category.BAD_SEQUENCE
+    assert classify(500, "5.5.0 SMTP protocol violation", "mail").category is (
+        Category.SYNTAX_ERROR
+    )
+
+
+def test_no_valid_recipients_answering_data_is_a_sequence_error() -> None:
+    """Postfix answers DATA with no accepted recipient "554 5.5.1 Error: no valid recipients";
+    the same words answering RCPT report the recipients refused."""
+    text = "5.5.1 Error: no valid recipients"
+    assert classify(554, text, "data").category is Category.BAD_SEQUENCE
+    assert classify(554, text, "rcpt").category is not Category.BAD_SEQUENCE
 
 
 @pytest.mark.parametrize(
@@ -742,7 +838,7 @@ def test_corpus_is_well_formed() -> None:
     assert len(rows) >= 400
     # The first four batches were split 70/30; the fifth (B2's, tests/data/README.md) went to
     # dev only, so the held-out share is now lower; the sixth was split 70/30 again.
-    assert len(HELD_OUT) >= 331
+    assert len(HELD_OUT) >= 370
     assert 0.20 <= len(HELD_OUT) / len(rows) <= 0.32
     keys = [(row.code, row.text.strip().lower()) for row in rows]
     assert len(keys) == len(set(keys)), "a reply is in the corpus twice"
@@ -778,14 +874,15 @@ def _score(rows: list[Row]) -> tuple[float, list[tuple[Row, Category]]]:
 @pytest.mark.parametrize(
     ("labelled_by", "floor"),
     [
-        # 635/649: provider texts whose words contradict their own documentation (e.g.
+        # 636/649: provider texts whose words contradict their own documentation (e.g.
         # Mimecast's "Internal resources are temporarily unavailable" for greylisting); the
         # rules do not special-case single providers' sentences.
         ("the rules' author", 0.975),
-        # 143/179 at the 17th scoring, 251/304 at the 18th: independent labels disagree with
+        # 143/179 at the 17th scoring, 251/304 at the 18th, 321/396 at the 19th (batch 10's
+        # dev rows first scored 58/92), 330/396 at the 20th: independent labels disagree with
         # any one reading on about one row in ten (tests/data/README.md), and these rows carry
         # more judgement calls; a regression floor, not a target.
-        ("independent labellers", 0.825),
+        ("independent labellers", 0.83),
     ],
 )
 def test_dev_accuracy(labelled_by: str, floor: float) -> None:
@@ -814,7 +911,11 @@ def test_dev_accuracy(labelled_by: str, floor: float) -> None:
 #: 238/278 at the 17th: batch 8 (independent labellers, mostly non-English providers and
 #: thin categories) first scored 24/34 and stays there; the floor follows the larger set.
 #: 278/331 at the 18th: batch 9 first scored 39/53 and stays there; the author's 204 rows 180.
-HELD_OUT_FLOOR = 0.839
+#: 304/370 at the 19th: batch 10 first scored 26/39 and stays there. 303/370 at the 20th:
+#: a failed check of the sender by the receiving server is now policy, as independent
+#: labellers read it (tests/data/README.md); one of the author's held-out rows says
+#: bad_address, like the author's dev row that was relabelled.
+HELD_OUT_FLOOR = 0.818
 HELD_OUT_TARGET = 0.95
 
 
@@ -831,9 +932,10 @@ def test_held_out_accuracy() -> None:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="held-out accuracy is 84.0% (278/331), under the 95% target: 88.0% on the first "
+    reason="held-out accuracy is 81.9% (303/370), under the 95% target: 88.0% on the first "
     "scoring of the first 142 rows; later batches from new sources scored once: 7/11, 5/8, "
-    "4/7, 30/36, 35/40, 24/34, 39/53. Two independent labellers agree on about 91% of rows. "
+    "4/7, 30/36, 35/40, 24/34, 39/53, 26/39. Two independent labellers agree on about 91% of "
+    "rows. "
     "See tests/data/README.md for the scoring history and the agreement study",
 )
 def test_held_out_accuracy_target() -> None:
