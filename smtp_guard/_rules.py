@@ -782,8 +782,8 @@ STRONG_WORDS: tuple[WordRule, ...] = (
         "ip_blocked",
         C.BLOCKLISTED,
         (
-            "{ip|ip address|host} {is|was} [temporarily|permanently] {blocked|filtered|banned}",
-            "{ip|ip address|host} has been [temporarily|permanently] {blocked|filtered|banned}",
+            "{ip|ip address|host} {is|was} [temporarily] {blocked|filtered|banned}",
+            "{ip|ip address|host} has been [temporarily] {blocked|filtered|banned}",
             "{blocked|banned|filtered} {ip|ip address|host}",
             "client host blocked",
             "no access for this ip",
