@@ -650,7 +650,7 @@ class SenderAuthFailed(PolicyRejected):
 
 
 class Blocklisted(PolicyRejected):
-    """The sending IP address or domain is on a blocklist."""
+    """The sending IP address, domain or sender is on a blocklist, or blocked by the provider."""
 
     category_default = Category.BLOCKLISTED
 
