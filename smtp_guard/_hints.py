@@ -80,8 +80,8 @@ HINTS: MappingProxyType[Category, str] = MappingProxyType(
             "provider's server."
         ),
         Category.BLOCKLISTED: (
-            "Your IP address, domain or sender is on a blocklist or blocked by this provider; "
-            "request delisting or unblocking, or send through another server."
+            "Your IP, domain or sender is listed or blocked by this provider; request "
+            "delisting or unblocking, or send through another server."
         ),
         Category.DOMAIN_NOT_ACCEPTING: (
             "The recipient's domain does not accept mail; check the domain in the address."
