@@ -218,21 +218,9 @@ STRONG_WORDS: tuple[WordRule, ...] = (
             "authentication checks",
             "is not allowed to send mail",
             "not authorized to send in the name of",
+            "domain owner discourages",  # policyd-spf's reply to an SPF softfail
             "remote ip check error",
         ),
-    ),
-    WordRule(
-        "tls_unavailable",
-        C.NOT_IMPLEMENTED,
-        ("{tls|starttls} not {available|supported}",),
-        PERMANENT,
-    ),
-    WordRule(
-        # RFC 3207's 454 "TLS not available due to temporary reason": for now, not for good.
-        "tls_unavailable_now",
-        C.SERVICE_UNAVAILABLE,
-        ("{tls|starttls} not {available|supported}",),
-        TRANSIENT,
     ),
     WordRule(
         "sequence_specific",
@@ -251,6 +239,9 @@ STRONG_WORDS: tuple[WordRule, ...] = (
             "no identity changes",
             "sender not yet given",
             "{sender|recipient} already {given|specified}",
+            # before the TLS rules: "454 TLS not available due to temporary reason: TLS
+            # already active" is a second STARTTLS
+            "{tls|starttls} already {active|started|running|in use}",
             # The command the server still waits for, named: go-smtp's "Missing RCPT TO
             # command", "Please introduce yourself first" (no HELO/EHLO yet).
             "missing {mail|rcpt|helo|ehlo} [from|to] command",
@@ -259,6 +250,24 @@ STRONG_WORDS: tuple[WordRule, ...] = (
             "not following [the] [smtp] protocol",
             "{must|should} wait for [my|the] {reply|response|greeting|banner}",
         ),
+    ),
+    WordRule(
+        "tls_unsupported",
+        C.NOT_IMPLEMENTED,
+        ("{tls|starttls} not supported",),
+    ),
+    WordRule(
+        "tls_unavailable",
+        C.NOT_IMPLEMENTED,
+        ("{tls|starttls} not available",),
+        PERMANENT,
+    ),
+    WordRule(
+        # RFC 3207's 454 "TLS not available due to temporary reason": for now, not for good.
+        "tls_unavailable_now",
+        C.SERVICE_UNAVAILABLE,
+        ("{tls|starttls} not available",),
+        TRANSIENT,
     ),
     WordRule(
         # The receiving server's check of the sender (Exim's "Sender verify failed", a
@@ -392,6 +401,9 @@ STRONG_WORDS: tuple[WordRule, ...] = (
             "invalid address",
             "sender address rejected undeliverable address",
             "malformed local part",
+            "local part too long",
+            "{path|domain} too long",
+            "domain cannot exceed",
             # an address defect named outweighs a generic syntax status (501 5.5.2)
             "{sender|recipient|e mail|email} address required",
             "domain name required",
@@ -789,6 +801,7 @@ STRONG_WORDS: tuple[WordRule, ...] = (
             "no access for this ip",
             "not accepted from this ip",
             "zombie",  # Trend Micro's ERS: the IP is a known botnet member
+            "naughty",  # qpsmtpd's naughty plugin: the IP misbehaved before, refused for days
             "cxbl",  # Cox's code for an IP it blocks (its postmaster error-code list)
             # The provider's block of a sender for its conduct (MailChannels' "[SB01] Your
             # email address has been blocked due to complaints", Cisco ESA's "Sender blocked");
@@ -1407,6 +1420,8 @@ WEAK_WORDS: tuple[WordRule, ...] = (
             "service {refused|refuse}",
             "unable to process connection",
             "not ready",
+            "shutting down",
+            "session closed",
             "vorübergehend nicht verfügbar",
             "temporairement indisponible",
             "temporalmente no disponible",

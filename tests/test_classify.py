@@ -838,7 +838,7 @@ def test_corpus_is_well_formed() -> None:
     assert len(rows) >= 400
     # The first four batches were split 70/30; the fifth (B2's, tests/data/README.md) went to
     # dev only, so the held-out share is now lower; the sixth was split 70/30 again.
-    assert len(HELD_OUT) >= 370
+    assert len(HELD_OUT) >= 404
     assert 0.20 <= len(HELD_OUT) / len(rows) <= 0.32
     keys = [(row.code, row.text.strip().lower()) for row in rows]
     assert len(keys) == len(set(keys)), "a reply is in the corpus twice"
@@ -879,7 +879,8 @@ def _score(rows: list[Row]) -> tuple[float, list[tuple[Row, Category]]]:
         # rules do not special-case single providers' sentences.
         ("the rules' author", 0.975),
         # 143/179 at the 17th scoring, 251/304 at the 18th, 321/396 at the 19th (batch 10's
-        # dev rows first scored 58/92), 330/396 at the 20th: independent labels disagree with
+        # dev rows first scored 58/92), 330/396 at the 20th, 396/475 at the 21st (batch 11's
+        # first scored 57/79): independent labels disagree with
         # any one reading on about one row in ten (tests/data/README.md), and these rows carry
         # more judgement calls; a regression floor, not a target.
         ("independent labellers", 0.83),
@@ -915,7 +916,8 @@ def test_dev_accuracy(labelled_by: str, floor: float) -> None:
 #: a failed check of the sender by the receiving server is now policy, as independent
 #: labellers read it (tests/data/README.md); one of the author's held-out rows says
 #: bad_address, like the author's dev row that was relabelled.
-HELD_OUT_FLOOR = 0.818
+#: 326/404 at the 21st: batch 11 first scored 22/34 and stays there; batch 8's rows 24 -> 25.
+HELD_OUT_FLOOR = 0.806
 HELD_OUT_TARGET = 0.95
 
 
@@ -932,9 +934,10 @@ def test_held_out_accuracy() -> None:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="held-out accuracy is 81.9% (303/370), under the 95% target: 88.0% on the first "
+    reason="held-out accuracy is 80.7% (326/404), under the 95% target: 88.0% on the first "
     "scoring of the first 142 rows; later batches from new sources scored once: 7/11, 5/8, "
-    "4/7, 30/36, 35/40, 24/34, 39/53, 26/39. Two independent labellers agree on about 91% of "
+    "4/7, 30/36, 35/40, 24/34, 39/53, 26/39, 22/34. Two independent labellers agree on about "
+    "91% of "
     "rows. "
     "See tests/data/README.md for the scoring history and the agreement study",
 )
