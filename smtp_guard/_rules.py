@@ -202,6 +202,7 @@ STRONG_WORDS: tuple[WordRule, ...] = (
             "{anti virus|antivirus|virus scan|virus scanners|spam filter|content filter}"
             " {unavailable|failed|offline|failure|error}",
             "temporary dns {error|failure}",
+            "dns [is] {not available|unavailable}",
         ),
     ),
     WordRule(
@@ -712,6 +713,7 @@ STRONG_WORDS: tuple[WordRule, ...] = (
             "too many emails",
             "to many {mails|messages|emails|connections}",  # a common misspelling of "too"
             "short period of time",
+            "can only send",
             "too many requests",
             "{submission|sending|message} rate",
             "number of messages [has] exceeded [the] {administrative|configured|allowed|sending}"
@@ -858,6 +860,7 @@ STRONG_WORDS: tuple[WordRule, ...] = (
             "phishing",
             "phish",
             "rejected due to content",
+            "{refused|rejected|blocked} by [the] [virus|content|spam] scanner",
             "{blocked|rejected|refused} {due to|because of} its content",
             "bulk mail",
             "spamassassin",
@@ -1206,6 +1209,9 @@ WEAK_WORDS: tuple[WordRule, ...] = (
             "unauthenticated commands",
             "smtp authentication",
             "{login|log in} first",
+            # POP-before-SMTP (Japanese ISPs): "Please receive your mail before sending"
+            "receive your mail before sending",
+            "pop before smtp",
             "unauthenticated {senders|users|clients} [are] not {allowed|permitted|accepted}",
             "not logged in",
         ),
@@ -1421,6 +1427,9 @@ WEAK_WORDS: tuple[WordRule, ...] = (
             "unable to process connection",
             "not ready",
             "shutting down",
+            "too much load",
+            "overloaded",
+            "load [is] too high",
             "session closed",
             "vorübergehend nicht verfügbar",
             "temporairement indisponible",

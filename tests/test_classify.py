@@ -838,7 +838,7 @@ def test_corpus_is_well_formed() -> None:
     assert len(rows) >= 400
     # The first four batches were split 70/30; the fifth (B2's, tests/data/README.md) went to
     # dev only, so the held-out share is now lower; the sixth was split 70/30 again.
-    assert len(HELD_OUT) >= 404
+    assert len(HELD_OUT) >= 420
     assert 0.20 <= len(HELD_OUT) / len(rows) <= 0.32
     keys = [(row.code, row.text.strip().lower()) for row in rows]
     assert len(keys) == len(set(keys)), "a reply is in the corpus twice"
@@ -880,10 +880,11 @@ def _score(rows: list[Row]) -> tuple[float, list[tuple[Row, Category]]]:
         ("the rules' author", 0.975),
         # 143/179 at the 17th scoring, 251/304 at the 18th, 321/396 at the 19th (batch 10's
         # dev rows first scored 58/92), 330/396 at the 20th, 396/475 at the 21st (batch 11's
-        # first scored 57/79): independent labels disagree with
+        # first scored 57/79), 426/514 at the 22nd (batch 12's 25/39): independent labels
+        # disagree with
         # any one reading on about one row in ten (tests/data/README.md), and these rows carry
         # more judgement calls; a regression floor, not a target.
-        ("independent labellers", 0.83),
+        ("independent labellers", 0.825),
     ],
 )
 def test_dev_accuracy(labelled_by: str, floor: float) -> None:
@@ -917,7 +918,8 @@ def test_dev_accuracy(labelled_by: str, floor: float) -> None:
 #: labellers read it (tests/data/README.md); one of the author's held-out rows says
 #: bad_address, like the author's dev row that was relabelled.
 #: 326/404 at the 21st: batch 11 first scored 22/34 and stays there; batch 8's rows 24 -> 25.
-HELD_OUT_FLOOR = 0.806
+#: 338/420 at the 22nd: batch 12 first scored 12/16 and stays there.
+HELD_OUT_FLOOR = 0.804
 HELD_OUT_TARGET = 0.95
 
 
@@ -934,12 +936,11 @@ def test_held_out_accuracy() -> None:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="held-out accuracy is 80.7% (326/404), under the 95% target: 88.0% on the first "
+    reason="held-out accuracy is 80.5% (338/420), under the 95% target: 88.0% on the first "
     "scoring of the first 142 rows; later batches from new sources scored once: 7/11, 5/8, "
-    "4/7, 30/36, 35/40, 24/34, 39/53, 26/39, 22/34. Two independent labellers agree on about "
-    "91% of "
-    "rows. "
-    "See tests/data/README.md for the scoring history and the agreement study",
+    "4/7, 30/36, 35/40, 24/34, 39/53, 26/39, 22/34, 12/16. Two independent labellers agree on "
+    "about 92% of rows. See tests/data/README.md for the scoring history and the agreement "
+    "study",
 )
 def test_held_out_accuracy_target() -> None:
     accuracy, _ = _score(HELD_OUT)
