@@ -143,7 +143,8 @@ def test_a_bare_code_falls_back_to_the_rfc_meaning(code: int, category: Category
             "auth",
             Category.AUTH_TEMPORARY,
         ),
-        # A refusal at the greeting names no list: policy, not a blocklist (_rules docstring).
+        # "Access denied", even at the greeting, names no list and no block of the host:
+        # policy, not a blocklist (_rules docstring).
         (554, "Access denied", "connect", Category.POLICY_REJECTED),
         (554, "Access denied", "message", Category.POLICY_REJECTED),
         (
