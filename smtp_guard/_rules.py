@@ -19,7 +19,7 @@
    basic codes that say little by themselves (``GENERIC_CODES``: 450, 451, 550, 553, 554;
    for any code when the subject is content (6) or policy (7)), refined by the phase
    (``ENHANCED_SUBJECT_BY_PHASE``: a 550 X.1.x answering RCPT refuses the mailbox).
-   A 551 with X.1.1 or X.1.6 is left to step 5, which keeps RFC 5321's user-not-local.
+   A 551 with X.1.1 is left to step 5, which keeps RFC 5321's user-not-local.
    At the greeting and EHLO no mail address has been given, so an addressing status (X.1.x)
    there is left to step 5 too, where a 550 or 553 is a policy refusal of the client's name.
 5. ``BY_CODE``: the basic reply code (RFC 5321 4.2.2 and 4.2.3, RFC 4954 for AUTH, RFC 7504
@@ -260,6 +260,7 @@ STRONG_WORDS: tuple[WordRule, ...] = (
         ),
     ),
     WordRule(
+        # Before the next rule: "not supported" is for good, whatever else the text says.
         "tls_unsupported",
         C.NOT_IMPLEMENTED,
         ("{tls|starttls} not supported",),
@@ -272,7 +273,8 @@ STRONG_WORDS: tuple[WordRule, ...] = (
     ),
     WordRule(
         # A bare "454 TLS not available" (aiosmtpd without a certificate) names no reason:
-        # independent labellers read it as the server not offering TLS.
+        # independent labellers read it as the server not offering TLS. After the rule above,
+        # whose longer phrase holds this one.
         "tls_unavailable",
         C.NOT_IMPLEMENTED,
         ("{tls|starttls} not available",),
@@ -1563,7 +1565,8 @@ _SYNTAX_CODES = frozenset({451, 500, 501, 550, 553, 554, 555})
 ENHANCED: MappingProxyType[tuple[int, int], tuple[C, frozenset[int] | None]] = MappingProxyType(
     {
         # Bad destination mailbox address. Not on a 551: RFC 5321's "User not local; please
-        # try <forward-path>" names where the user is; words saying unknown still decide.
+        # try <forward-path>" names where the user is (and at RCPT, CODE_OVER_WORDS keeps it
+        # over words saying unknown).
         (1, 1): (C.MAILBOX_UNKNOWN, _NOT_551),
         (1, 2): (C.HOST_UNKNOWN, None),  # Bad destination system address
         (1, 3): (C.BAD_ADDRESS, None),  # Bad destination mailbox address syntax

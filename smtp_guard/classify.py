@@ -3,7 +3,7 @@
 The rules are tables in :mod:`smtp_guard._rules`, applied in this order (the first that
 decides wins): the server's unmistakable words, the RFC 3463 enhanced status, the server's
 other words, the enhanced class and subject, then the basic code refined by the phase; a basic
-code narrower than the words found (551, 501 to EHLO) keeps its meaning.
+code narrower than the words found (551, 503, 501 to EHLO) keeps its meaning.
 
 Permanence follows the basic code (RFC 5321 4.2.1): 4xx transient, 5xx permanent, with the
 RFC's own exception (4.5.3.1.10): a 552 answering RCPT for "too many recipients" means 452.

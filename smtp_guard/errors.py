@@ -31,7 +31,7 @@ The tree (``+`` marks an aiosmtplib or stdlib base mixed in, so existing handler
     │   ├── PolicyRejected               554 5.7.1: the server's policy refused it
     │   │   ├── SpamRejected             content judged as spam
     │   │   ├── SenderAuthFailed         SPF / DKIM / DMARC failed
-    │   │   ├── Blocklisted              sending IP or domain listed (Spamhaus, ...)
+    │   │   ├── Blocklisted              IP, domain or sender listed or blocked (Spamhaus, ...)
     │   │   └── RelayDenied              5.7.1 relaying denied
     │   ├── DomainNotAccepting           521 / 556: the domain takes no mail
     │   ├── HostUnknown                  5.1.2 / 4.4.4: domain or mail host not found
